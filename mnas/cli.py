@@ -1,0 +1,72 @@
+"""Hydra at the edge: run a plain function from `python -m mnas.<cmd> key=value ...`, bad input as one line.
+
+`hydra_main(config_name, fn)` checks config-group choices (device=, sampler=, data=, ...) before Hydra composes,
+so an unknown choice is one line listing what exists and exit status 2 (Hydra's own message is several lines
+and exit 1); then it calls `fn(cfg)` under `one_line_errors`.
+"""
+import re
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mnas.errors import UserError, one_line_errors
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+RUNS_DIR = Path("runs")
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Exit 2 with one line when an override names a config-group option that does not exist."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and (CONF_DIR / key).is_dir() and value not in choices(key):
+            print(f"error: unknown {key} {value!r}: available {', '.join(choices(key))}", file=sys.stderr)
+            sys.exit(2)
+
+
+def hydra_main(config_name: str, fn):
+    """Entry point for `python -m mnas.<cmd>`: Hydra composes conf/<config_name>.yaml + overrides, fn(cfg) runs."""
+    check_group_overrides(sys.argv[1:])
+    wrapped = one_line_errors(fn)
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base=None)
+    def _main(cfg: DictConfig):
+        return wrapped(cfg)
+
+    _main()
+
+
+def to_plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def new_run_dir(command: str, device: str | None = None) -> Path:
+    """runs/<command>/<device>/<timestamp>/, never an existing folder (a suffix is added if needed)."""
+    base = RUNS_DIR / command / (device or "") / time.strftime("%Y%m%d-%H%M%S")
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+_UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
+MAX_MS = 60_000.0
+
+
+def parse_ms(text, what: str = "budget") -> float:
+    """'15ms', '15 ms', '0.015s', '15000us' (or a bare number of ms) -> 15.0; anything else is a UserError."""
+    s = str(text).strip().lower()
+    m = re.fullmatch(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(ms|s|us|µs)?", s)
+    ms = float(m[1]) * _UNITS[m[2] or "ms"] if m else None
+    if ms is None or not 0 < ms <= MAX_MS:
+        raise UserError(f"{what} {text!r} is invalid: use a positive time up to {MAX_MS / 1000:g} s, "
+                        f"like 15ms, '15 ms', 0.015s or 15000us")
+    return ms

@@ -1,0 +1,245 @@
+"""Latency-aware architecture search with Optuna: `python -m mnas.search device=pixel budget=15ms`.
+
+Define-by-run objective: the space proposes choices through the trial, the objective builds the ArchConfig,
+predicts its latency at the deployment shape with the device's latency table, and (if it fits the budget, or
+always with the soft MnasNet objective) asks the accuracy estimator on the proxy task. The study lives in a
+storage URL (SQLite in the run directory by default), so a rerun with `resume=<run dir>` continues it and
+several workers can share one study (`storage=postgresql://...` or `storage=journal:<file>`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import warnings
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from mnas import report
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.models import BASELINES
+from mnas.space import Space
+from mnas.stats import count
+
+SAMPLERS = ("tpe", "nsga2", "random")
+OBJECTIVES = ("constraint", "soft")
+STUDY_NAME = "mnas-search"
+
+
+@dataclass
+class SearchSettings:
+    budget_ms: float
+    sampler: str = "tpe"
+    objective: str = "constraint"  # hard budget via trial.set_constraint, or MnasNet's soft ACC * (LAT/T)^w
+    w: float = -0.07
+    n_trials: int = 50
+    timeout: float | None = None
+    seed: int = 0
+    n_startup_trials: int = 10
+    population_size: int = 20
+
+
+def make_sampler(s: SearchSettings) -> optuna.samplers.BaseSampler:
+    if s.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True, group=True,
+                                          n_startup_trials=s.n_startup_trials)
+    if s.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=s.seed, population_size=s.population_size)
+    if s.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    raise UserError(f"unknown sampler {s.sampler!r}: available {', '.join(SAMPLERS)}")
+
+
+def open_storage(url: str):
+    """An Optuna storage from a URL: any SQLAlchemy RDB URL, or 'journal:<file>' for a journal file."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+    except Exception as e:  # a bad URL, a missing driver or an unreachable server: one line
+        raise UserError(f"cannot open storage {url!r}: {str(e).splitlines()[0]} "
+                        "(use sqlite:///<file>, postgresql://user@host/db or journal:<file>)") from None
+
+
+def open_study(storage_url: str, s: SearchSettings) -> optuna.Study:
+    multi = s.sampler == "nsga2"
+    directions = ["maximize", "minimize"] if multi else ["maximize"]
+    try:
+        return optuna.create_study(storage=open_storage(storage_url), study_name=STUDY_NAME, directions=directions,
+                                   sampler=make_sampler(s), load_if_exists=True)
+    except ValueError as e:
+        raise UserError(f"cannot use the study in {storage_url}: {e}") from None
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Trials left RUNNING by a killed process: mark them FAIL and enqueue their parameters again, so nothing is
+    lost and no finished trial is repeated. Only for `resume=` (the user says that process is gone)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "baseline"},
+                            skip_if_exists=False)
+        n += 1
+    return n
+
+
+def enqueue_baselines(study: optuna.Study, space: Space) -> list[str]:
+    """The V3 baselines (widths 0.75/1.0/1.25) that the space can express, as the first trials."""
+    names = []
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        for width in (0.75, 1.0, 1.25):
+            arch = BASELINES[name](width=width, resolution=space.resolution, num_classes=space.num_classes)
+            params = space.params_for(arch)
+            if params is not None:
+                label = f"{name} x{width}"
+                study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
+                names.append(label)
+    return names
+
+
+def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings):
+    multi = s.sampler == "nsga2"
+
+    def objective(trial: optuna.Trial):
+        arch = space.sample(trial.suggest_categorical)
+        lat = float(latency_fn(arch))
+        c = count(arch)
+        feasible = lat <= s.budget_ms
+        trial.set_user_attr("arch", arch.to_string())
+        trial.set_user_attr("latency_ms", lat)
+        trial.set_user_attr("macs", c.macs)
+        trial.set_user_attr("params", c.params)
+        if s.objective == "constraint":
+            trial.set_constraint("latency", lat - s.budget_ms)
+        if feasible or s.objective == "soft":
+            t0 = time.perf_counter()
+            acc = float(estimate_fn(arch))
+            trial.set_user_attr("estimate_s", time.perf_counter() - t0)
+        else:
+            acc = 0.0  # over budget: not worth estimating, and the constraint tells the sampler why
+        trial.set_user_attr("accuracy", acc)
+        trial.set_user_attr("estimated", feasible or s.objective == "soft")
+        if multi:
+            return acc, lat
+        return acc * (lat / s.budget_ms) ** s.w if s.objective == "soft" else acc
+
+    return objective
+
+
+def best_trial(study: optuna.Study, budget_ms: float):
+    """The most accurate completed trial within the budget (None if there is none)."""
+    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+          if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
+    return max(ok, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["latency_ms"]), default=None)
+
+
+def check_budget(space: Space, latency_fn, s: SearchSettings) -> float:
+    """The fastest arch's latency; a hard budget below it is a UserError that says it."""
+    fastest = float(latency_fn(space.extreme(largest=False)))
+    if s.objective == "constraint" and s.budget_ms < fastest:
+        raise UserError(f"budget {s.budget_ms:g} ms is below the fastest arch of space {space.name} "
+                        f"({fastest:.2f} ms predicted): raise the budget or use a smaller space")
+    return fastest
+
+
+def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, out_dir: Path,
+               storage: str | None = None, resume: bool = False, progress: bool = True,
+               meta: dict | None = None) -> dict:
+    """Run (or continue) the study; write trials.csv, pareto.png, best.json into out_dir; return best.json's dict."""
+    s = settings
+    if s.sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {s.sampler!r}: available {', '.join(SAMPLERS)}")
+    if s.objective not in OBJECTIVES:
+        raise UserError(f"objective={s.objective!r} is invalid: use one of {', '.join(OBJECTIVES)}")
+    if s.n_trials is not None and s.n_trials < 1:
+        raise UserError(f"n_trials={s.n_trials} is invalid: use a positive count")
+    fastest = check_budget(space, latency_fn, s)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{out_dir / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = open_study(storage, s)
+    if resume and (n := recover_interrupted(study)):
+        print(f"resuming: {n} interrupted trial(s) queued again")
+    baselines = enqueue_baselines(study, space)
+    done = lambda: len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))  # noqa: E731
+    remaining = max(0, s.n_trials - done()) if s.n_trials else None
+    if remaining != 0:
+        callbacks = [optuna.study.MaxTrialsCallback(s.n_trials)] if s.n_trials else []
+        study.optimize(make_objective(space, latency_fn, estimate_fn, s), n_trials=remaining, timeout=s.timeout,
+                       callbacks=callbacks, show_progress_bar=progress, gc_after_trial=True)
+    return write_results(study, space, s, out_dir, fastest, baselines, meta or {})
+
+
+def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta) -> dict:
+    trials = report.trials_frame(study)
+    trials.to_csv(out_dir / "trials.csv", index=False)
+    best = best_trial(study, s.budget_ms)
+    result = {"arch": None, "budget_ms": s.budget_ms, "fastest_ms": fastest, "n_complete": int(
+        (trials["state"] == "COMPLETE").sum()) if len(trials) else 0, **meta}
+    if best is not None:
+        a = best.user_attrs
+        result.update(arch=a["arch"], latency_ms=a["latency_ms"], macs=a["macs"], params=a["params"],
+                      accuracy=a["accuracy"], trial=best.number, baseline=a.get("baseline"))
+        arch = ArchConfig.from_string(a["arch"])
+        result["arch_json"] = arch.to_dict()
+    (out_dir / "best.json").write_text(json.dumps(result, indent=2))
+    report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
+                       title=f"search {space.name}: estimated accuracy (proxy) vs predicted latency "
+                             f"({meta.get('device', '?')}, 224x224)")
+    print(report.summary_table(trials, s.budget_ms, best.number if best else None))
+    if best is None:
+        print(f"no completed trial fits {s.budget_ms:g} ms yet")
+    return result
+
+
+def main(cfg) -> dict:
+    """Hydra config -> plain arguments -> run_search (see conf/search.yaml)."""
+    from mnas.cli import new_run_dir, parse_ms, to_plain
+    from mnas.data import load
+    from mnas.estimate import make_estimator
+    from mnas.latency import predict
+    from mnas.space import load_space
+
+    c = to_plain(cfg)
+    budget = parse_ms(c["budget"])
+    device = c["device"]["name"]
+    if c.get("resume"):
+        out_dir = Path(c["resume"])
+        if not (out_dir / "config.yaml").is_file():
+            raise UserError(f"resume={out_dir} is not a search run directory (no config.yaml there)")
+        saved = yaml.safe_load((out_dir / "config.yaml").read_text())
+        c = {**saved, "n_trials": c["n_trials"], "timeout": c["timeout"], "resume": str(out_dir)}
+        budget, device = parse_ms(c["budget"]), c["device"]["name"]
+    space = load_space(c["space"]["name"])
+    settings = SearchSettings(budget_ms=budget, sampler=c["sampler"]["name"], objective=c["objective"], w=c["w"],
+                              n_trials=c["n_trials"], timeout=c["timeout"], seed=c["seed"],
+                              n_startup_trials=c["sampler"].get("n_startup_trials", 10),
+                              population_size=c["sampler"].get("population_size", 20))
+    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
+    d, e = c["data"], dict(c["estimator"])
+    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
+                train_subset=d.get("train_subset"))
+    estimator = make_estimator(e.pop("name"), data, resolution=d.get("proxy_resolution", 32), seed=c["seed"], **e)
+    if not c.get("resume"):
+        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("search", device)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    print(f"{space.describe()}; device {device}; budget {budget:g} ms; estimator {c['estimator']['name']} on "
+          f"{d['name']} ({d.get('proxy_resolution', 32)}px proxy); run dir {out_dir}")
+    return run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
+                      resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
+                                                          "data": d["name"], "estimator": c["estimator"]["name"]})
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("search", main)

@@ -1,0 +1,114 @@
+"""Search: budget parsing, a tiny study on digits, resume, shared storage, outputs."""
+import json
+import subprocess
+import sys
+
+import optuna
+import pandas as pd
+import pytest
+
+from mnas.cli import parse_ms
+from mnas.data import load
+from mnas.errors import UserError
+from mnas.estimate import TrainEstimator
+from mnas.search import SearchSettings, open_study, run_search
+from mnas.space import load_space
+from mnas.stats import count
+
+TINY = """
+name: tiny
+resolution: 64
+num_classes: 10
+stem: {kernel: 3, stride: 2, out: 8, act: hswish}
+block: {kernel: [3, 5], expand: [3, 6], se: [false, true], act: [relu, hswish]}
+stages:
+  - {depth: [1, 2], out: [8, 16], stride: 2}
+  - {depth: [1, 2], out: [16, 24], stride: 2}
+head: {out: 64, act: hswish}
+hidden: {out: 0, act: hswish}
+dropout: 0.0
+"""
+
+
+def mac_latency(arch):
+    """A stand-in latency model for tests: 1 ms per MMAC at 64x64 (predict() is tested in test_latency)."""
+    return count(arch).macs / 1e6
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    p = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    p.write_text(TINY)
+    return load_space(str(p))
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return TrainEstimator(load("digits", val_size=0.2), max_steps=8, batch_size=64, resolution=32)
+
+
+@pytest.mark.parametrize("text,ms", [("15ms", 15), ("15 ms", 15), ("0.015s", 15), ("15000us", 15), ("2.5", 2.5)])
+def test_parse_budget(text, ms):
+    assert parse_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("bad", ["-5ms", "0", "0ms", "abc", "15 parsecs", "1e9ms", "", "15msms", "nan"])
+def test_bad_budget(bad):
+    with pytest.raises(UserError, match="budget .* is invalid"):
+        parse_ms(bad)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "nsga2"])
+def test_tiny_search_writes_results_within_budget(tmp_path, space, estimator, sampler):
+    lats = sorted(mac_latency(space.random_arch(__import__("random").Random(i))) for i in range(40))
+    budget = lats[len(lats) // 2]
+    s = SearchSettings(budget_ms=budget, sampler=sampler, n_trials=6, n_startup_trials=3, population_size=4)
+    best = run_search(space, mac_latency, estimator, s, tmp_path, progress=False)
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert (trials["state"] == "COMPLETE").sum() == 6
+    assert best["latency_ms"] <= budget and 0 < best["accuracy"] <= 1
+    feasible = trials[(trials["latency_ms"] <= budget)]
+    assert best["accuracy"] == feasible["accuracy"].max()
+    assert (trials.loc[trials["latency_ms"] > budget, "estimated"] == False).all()  # noqa: E712
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "best.json").read_text())["arch"] == best["arch"]
+
+
+def test_soft_objective_estimates_everything(tmp_path, space, estimator):
+    s = SearchSettings(budget_ms=0.5, objective="soft", sampler="random", n_trials=3)
+    run_search(space, mac_latency, estimator, s, tmp_path, progress=False)
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert trials["estimated"].all()
+
+
+def test_budget_below_fastest_says_fastest(tmp_path, space, estimator):
+    with pytest.raises(UserError, match=r"below the fastest arch .*\(\d+\.\d+ ms"):
+        run_search(space, mac_latency, estimator, SearchSettings(budget_ms=0.01), tmp_path, progress=False)
+
+
+def test_resume_keeps_finished_trials(tmp_path, space, estimator):
+    s = SearchSettings(budget_ms=100, sampler="random", n_trials=3)
+    run_search(space, mac_latency, estimator, s, tmp_path, progress=False)
+    first = pd.read_csv(tmp_path / "trials.csv")
+    # simulate a killed worker: a trial left RUNNING in the storage
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", s)
+    t = study.ask()
+    space.sample(t.suggest_categorical)
+    s.n_trials = 5
+    run_search(space, mac_latency, estimator, s, tmp_path, resume=True, progress=False)
+    after = pd.read_csv(tmp_path / "trials.csv")
+    assert (after["state"] == "COMPLETE").sum() == 5
+    assert set(first["arch"]) <= set(after.loc[after["state"] == "COMPLETE", "arch"])
+    assert (after["state"] == "RUNNING").sum() == 0
+    failed = after[after["state"] == "FAIL"]
+    assert len(failed) == 1  # the interrupted trial, whose parameters were queued again
+
+
+def test_two_workers_share_one_journal(tmp_path, space, estimator):
+    storage = f"journal:{tmp_path / 'study.log'}"
+    s = SearchSettings(budget_ms=100, sampler="random", n_trials=4)
+    for w in range(2):  # two workers, one after the other here; test_reliability runs them concurrently
+        run_search(space, mac_latency, estimator, s, tmp_path / f"w{w}", storage=storage, progress=False)
+    study = optuna.load_study(study_name="mnas-search", storage=optuna.storages.journal.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
