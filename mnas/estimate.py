@@ -8,6 +8,7 @@ from mnas import data as datasets
 from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.models import build
+from mnas.proxy import proxy_arch
 from mnas.train import fit
 
 
@@ -16,14 +17,14 @@ class TrainEstimator:
 
     def __init__(self, data: datasets.Dataset, epochs: int = 1, max_steps: int | None = None, batch_size: int = 128,
                  lr: float = 0.1, resolution: int = 32, seed: int = 0, threads: int | None = None,
-                 progress: bool = False):
-        self.data, self.resolution = data, resolution
+                 progress: bool = False, max_stride: int = 8):
+        self.data, self.resolution, self.max_stride = data, resolution, max_stride
         self.kw = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, resolution=resolution,
                        seed=seed, threads=threads, progress=progress)
 
     def proxy_arch(self, arch: ArchConfig) -> ArchConfig:
-        """The arch as trained on the proxy: same layers, the proxy dataset's classes."""
-        return arch.replace(num_classes=self.data.num_classes)
+        """The arch as trained on the proxy (mnas.proxy rule): same layers, fewer early strides, the proxy's classes."""
+        return proxy_arch(arch, self.data.num_classes, self.max_stride)
 
     def __call__(self, arch: ArchConfig) -> float:
         return fit(build(self.proxy_arch(arch)), self.data, **self.kw)["val_acc"]
