@@ -1,0 +1,246 @@
+"""Datasets held in memory as uint8 tensors, served as normalised float batches at a proxy resolution."""
+import gzip
+import math
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnas.errors import UserError
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+    mean: tuple = (0.5,)  # per stored channel, in [0, 1]; load() sets both from the training split
+    std: tuple = (0.25,)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, idx):
+        return Split(self.images[idx], self.labels[idx], self.mean, self.std)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    classes: list
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+# Each loader returns (train Split, test Split, class names); load() carves the validation split.
+
+FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FMNIST_FIX = ("install it with 'sudo apt-get install dataset-fashion-mnist' "
+              "or pass data.root=<folder with the IDX .gz files>")
+
+
+def _read_idx(path, magic):
+    """One gzipped IDX file (LeCun's MNIST format) as a numpy array; `magic` is 0x801 (labels) or 0x803."""
+    if not os.path.isfile(path):
+        raise UserError(f"Fashion-MNIST not found at {path}: {FMNIST_FIX}")
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"Fashion-MNIST file {path} is truncated or corrupt ({e}): {FMNIST_FIX}") from None
+    n = 4 + 4 * (magic & 0xFF)  # the magic number, then one big-endian uint32 per dimension
+    head = np.frombuffer(raw[:n], ">u4") if len(raw) >= n else None
+    if head is None or head[0] != magic or len(raw) != n + int(np.prod(head[1:])):
+        raise UserError(f"Fashion-MNIST file {path} is not a valid IDX file (bad magic number or size): {FMNIST_FIX}")
+    return np.frombuffer(raw, np.uint8, offset=n).reshape(head[1:].astype(int))
+
+
+def load_fashion_mnist(root="/usr/share/datasets/fashion-mnist"):
+    def split(prefix):
+        x = _read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"), 0x803)
+        y = _read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"), 0x801)
+        if len(x) != len(y):
+            raise UserError(f"Fashion-MNIST in {root}: {len(x)} {prefix} images but {len(y)} labels: {FMNIST_FIX}")
+        return Split(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
+    return split("train"), split("t10k"), FMNIST_CLASSES
+
+
+def load_digits(root=None):
+    """scikit-learn's bundled 8x8 digits (1797 images): tiny, for tests."""
+    if root is not None:
+        raise UserError(f"digits ships with scikit-learn and takes no folder: leave data.root unset (got {root})")
+    from sklearn.datasets import load_digits as sk_digits
+    d = sk_digits()
+    x = torch.from_numpy(np.round(d.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
+    train, test = _carve(Split(x, torch.from_numpy(d.target.astype(np.int64))), 0.2, seed=0)
+    return train, test, [str(c) for c in range(10)]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles the CIFAR batches (dicts, lists, numpy arrays) and refuses anything else."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar(path):
+    fix = "pass data.root=<the 'cifar-10-batches-py' folder from https://www.cs.toronto.edu/~kriz/cifar.html>"
+    if not os.path.isfile(path):
+        raise UserError(f"CIFAR-10 file not found: {path}: {fix}")
+    try:
+        with open(path, "rb") as f:
+            return _ArraysOnly(f, encoding="bytes").load()
+    except Exception as e:  # any of a dozen unpickling errors: the message is what matters
+        raise UserError(f"CIFAR-10 file {path} is truncated or corrupt ({e}): {fix}") from None
+
+
+def load_cifar10(root="data/cifar-10-batches-py"):
+    """The CIFAR-10 "python version" folder. Pickles are restricted to plain data and arrays, but still:
+    only pass folders you trust."""
+    def split(names):
+        batches = [_read_cifar(os.path.join(root, n)) for n in names]
+        x = np.concatenate([np.asarray(b[b"data"], np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+        y = np.concatenate([np.asarray(b[b"labels"], np.int64) for b in batches])
+        return Split(torch.from_numpy(x), torch.from_numpy(y))
+    meta = _read_cifar(os.path.join(root, "batches.meta"))
+    classes = [c.decode() for c in meta[b"label_names"]]
+    return split([f"data_batch_{i}" for i in range(1, 6)]), split(["test_batch"]), classes
+
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _read_folder(root, classes, image_size):
+    from PIL import Image
+    xs, ys = [], []
+    for label, c in enumerate(classes):
+        folder = os.path.join(root, c)
+        names = os.listdir(folder) if os.path.isdir(folder) else []  # a test split may lack a class
+        for f in sorted(f for f in names if f.lower().endswith(IMAGE_EXTS)):
+            try:
+                with Image.open(os.path.join(folder, f)) as im:
+                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+            except OSError as e:
+                raise UserError(f"cannot read image {os.path.join(folder, f)} ({e}): fix or remove it") from None
+            xs.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
+            ys.append(label)
+    if not xs:
+        raise UserError(f"no images in {root}: expected {root}/<class>/<image>.png|jpg")
+    return Split(torch.stack(xs), torch.tensor(ys, dtype=torch.int64))
+
+
+def load_imagefolder(root=None, image_size=64):
+    """root/<class>/<images>, or root/train/<class>/... plus root/test/ (or root/val/) as the test split.
+    Images are stored RGB at image_size x image_size."""
+    if root is None or not os.path.isdir(root):
+        raise UserError(f"image folder not found: {root}: pass data.root=<folder with one sub-folder per class>")
+    test_dir = next((os.path.join(root, s) for s in ("test", "val") if os.path.isdir(os.path.join(root, s))), None)
+    train_dir = os.path.join(root, "train") if test_dir and os.path.isdir(os.path.join(root, "train")) else root
+    classes = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
+    if train_dir != root:
+        extra = {d for d in os.listdir(test_dir) if os.path.isdir(os.path.join(test_dir, d))} - set(classes)
+        if extra:
+            raise UserError(f"{test_dir} has classes {sorted(extra)} that {train_dir} lacks: use the same folders")
+        return _read_folder(train_dir, classes, image_size), _read_folder(test_dir, classes, image_size), classes
+    train, test = _carve(_read_folder(root, classes, image_size), 0.2, seed=0)
+    return train, test, classes
+
+
+LOADERS = {"fashion_mnist": load_fashion_mnist, "digits": load_digits,
+           "cifar10": load_cifar10, "imagefolder": load_imagefolder}
+
+
+# ---------------------------------------------------------------------------------------------- load
+def _carve(split, size, seed):
+    """Deterministically split off `size` (a fraction or a count) random images: returns (rest, carved)."""
+    n = round(size * len(split)) if isinstance(size, float) else int(size)
+    if not 0 < n < len(split):
+        raise UserError(f"cannot carve {size} of {len(split)} images off as a split: use a val_size that is a "
+                        f"fraction in (0, 1) or a count in 1..{len(split) - 1} (or more images)")
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    return split.take(perm[n:].sort().values), split.take(perm[:n].sort().values)
+
+
+def _mean_std(images):
+    """Per-channel mean and std in [0, 1], from up to ~2000 evenly spaced images (plenty for normalising)."""
+    x = images[::max(1, len(images) // 2000)].float().div_(255).transpose(0, 1).flatten(1)
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
+
+
+def load(name, root=None, val_size=0.1, seed=0, train_subset=None, **options):
+    """Load dataset `name` (a key of LOADERS). The validation split is a seeded carve-out of the training set;
+    `train_subset` keeps that many (seeded, random) training images. `options` go to the loader
+    (e.g. image_size=64 for imagefolder)."""
+    if name not in LOADERS:
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(LOADERS))}")
+    train, test, classes = LOADERS[name](**({} if root is None else {"root": root}), **options)
+    train, val = _carve(train, val_size, seed)
+    if train_subset is not None and train_subset < len(train):
+        train = train.take(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:train_subset])
+    mean, std = _mean_std(train.images)
+    for s in (train, val, test):
+        s.mean, s.std = mean, std
+    return Dataset(name, train, val, test, len(classes), list(classes))
+
+
+# ---------------------------------------------------------------------------------------------- batches
+class batches:
+    """Re-iterable batches of (x float32 N x channels x res x res, normalised; y int64). Each pass over it
+    is a new epoch with a new shuffle and augmentation, derived from (seed, epoch)."""
+
+    def __init__(self, split, batch_size, resolution=32, shuffle=False, augment=False, seed=0, channels=3,
+                 drop_last=False):
+        stored = split.images.shape[1]  # 1 -> any count by repetition; any count -> 1 by averaging
+        if not (stored == channels or stored == 1 or channels == 1):
+            raise UserError(f"cannot serve {stored}-channel images as {channels} channels: use 1 or {stored}")
+        self.split, self.batch_size, self.resolution, self.channels = split, batch_size, resolution, channels
+        self.shuffle, self.augment, self.seed, self.drop_last = shuffle, augment, seed, drop_last
+        self.epoch = 0
+
+    def __len__(self):
+        n = len(self.split) / self.batch_size
+        return math.floor(n) if self.drop_last else math.ceil(n)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        self.epoch += 1
+        order = torch.randperm(len(self.split), generator=g) if self.shuffle else torch.arange(len(self.split))
+        mean = torch.tensor(self.split.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.split.std).view(1, -1, 1, 1)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = (self.split.images[idx].float().div_(255) - mean) / std
+            if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+                x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                                  align_corners=False, antialias=self.resolution < x.shape[-1])
+            if self.augment:
+                x = _crop_flip(x, self.resolution // 8, g)
+            if x.shape[1] != self.channels:
+                x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
+            yield x.contiguous(), self.split.labels[idx]
+
+
+def _crop_flip(x, pad, g):
+    """Random crop after reflect padding by `pad`, then random horizontal flip; one draw per image."""
+    n, c, h, w = x.shape
+    if pad > 0:
+        xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=g)
+        rows = (dy + torch.arange(h))[:, None, :, None]
+        cols = (dx + torch.arange(w))[:, None, None, :]
+        x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+import mnas.proxy_data  # noqa: E402,F401  (registers fmnist_cluttered in LOADERS)

@@ -1,0 +1,229 @@
+"""Train a network at a proxy resolution, evaluate it, save/load checkpoints; `python -m mnas.train` is the CLI.
+
+    python -m mnas.train model=mobilenet_v2 width=0.5 data=fashion_mnist epochs=1
+writes runs/train/<YYYYmmdd-HHMMSS>/{config.yaml, metrics.csv, checkpoint.pt}.
+"""
+import csv
+import json
+import math
+import os
+import pickle
+import re
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from mnas import data as datasets
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.models import build, get_model
+
+OPTIMIZERS = ("sgd", "rmsprop")
+COLUMNS = ["epoch", "train_loss", "val_acc", "val_loss", "lr", "img_per_s", "seconds"]
+
+
+def evaluate(model, split, resolution=32, batch_size=256):
+    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution`."""
+    if len(split) == 0:
+        raise UserError("cannot evaluate on an empty split: use a larger val_size")
+    was_training = model.training
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.inference_mode():
+        for x, y in datasets.batches(split, batch_size, resolution, channels=model.arch.in_chans):
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+    model.train(was_training)
+    return correct / len(split), loss / len(split)
+
+
+def recalibrate_bn(model, split, resolution=32, images=1024, batch_size=128, seed=0):
+    """Re-estimate every BatchNorm's running mean/var with the current weights (forward passes, no training).
+
+    After a short training the running averages still remember the early weights, and eval-mode accuracy is
+    near chance even when the network has learned (OFA recalibrates its sub-networks the same way)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        feed = datasets.batches(split, batch_size, resolution, shuffle=True, seed=seed, channels=model.arch.in_chans)
+        for _, (x, _) in zip(range(math.ceil(images / batch_size)), feed):
+            model(x)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    model.train(was_training)
+
+
+def lr_at(step, total, peak, warmup):
+    """Linear warm-up to `peak` over `warmup` steps, then cosine decay towards 0 at step `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def check_args(epochs, batch_size, lr, optimizer, max_steps):
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer={optimizer!r} is invalid: use one of {', '.join(OPTIMIZERS)}")
+    if epochs < 1 or batch_size < 1 or not lr > 0 or (max_steps is not None and max_steps < 1):
+        raise UserError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}, max_steps={max_steps}: "
+                        "all must be positive (max_steps may be null)")
+
+
+def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_decay=4e-5, label_smoothing=0.1,
+        resolution=32, augment=True, channels_last=True, threads=None, max_steps=None, seed=0, progress=True,
+        log=None, bn_recalibration=True):
+    """Train `model` on data.train and evaluate on data.val after each epoch (and when max_steps stops it).
+
+    `lr` is the peak rate for batch 128, scaled linearly with batch_size (rmsprop wants ~10x less than sgd).
+    Weight decay skips biases and BatchNorm. Before each evaluation the BatchNorm statistics are re-estimated on
+    ~1000 training images (bn_recalibration, see recalibrate_bn). `log(row)` gets each epoch's row (COLUMNS;
+    `seconds` is the wall time since the start). Returns {train_loss: per epoch, val_acc, val_loss, img_per_s,
+    seconds, steps, epochs: the rows}. `model` is an mnas model (it carries `.arch`)."""
+    check_args(epochs, batch_size, lr, optimizer, max_steps)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    train = datasets.batches(data.train, batch_size, resolution, shuffle=True, augment=augment, seed=seed,
+                             channels=model.arch.in_chans, drop_last=len(data.train) > batch_size)
+    total = len(train) * epochs if max_steps is None else min(max_steps, len(train) * epochs)
+    peak, warmup = lr * batch_size / 128, max(1, total // 30)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    opt = (torch.optim.SGD(groups, lr=peak, momentum=0.9, nesterov=True) if optimizer == "sgd" else
+           torch.optim.RMSprop(groups, lr=peak, alpha=0.9, eps=1e-3, momentum=0.9))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt).train()
+
+    rows, step, seen, train_s, start = [], 0, 0, 0.0, time.perf_counter()
+    bar = tqdm(total=total, desc="train", unit="step", disable=not progress or not sys.stderr.isatty())
+    for epoch in range(1, epochs + 1):
+        t0, losses, epoch_seen = time.perf_counter(), [], 0
+        for x, y in train:
+            rate = lr_at(step, total, peak, warmup)
+            for g in opt.param_groups:
+                g["lr"] = rate
+            loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), y, label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise UserError(f"training diverged (loss {losses[-1]} at step {step}): lower lr (now {lr})")
+            step, epoch_seen = step + 1, epoch_seen + len(y)
+            bar.update()
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", lr=f"{rate:.3g}")
+            if step >= total:
+                break
+        epoch_s = time.perf_counter() - t0
+        train_s, seen = train_s + epoch_s, seen + epoch_seen
+        if bn_recalibration:
+            recalibrate_bn(model, data.train, resolution, seed=seed + epoch)
+        val_acc, val_loss = evaluate(model, data.val, resolution)
+        rows.append(dict(epoch=epoch, train_loss=sum(losses) / len(losses), val_acc=val_acc, val_loss=val_loss,
+                         lr=rate, img_per_s=epoch_seen / epoch_s, seconds=time.perf_counter() - start))
+        if log:
+            log(rows[-1])
+        if step >= total:
+            break
+    bar.close()
+    return {"train_loss": [r["train_loss"] for r in rows], "val_acc": rows[-1]["val_acc"],
+            "val_loss": rows[-1]["val_loss"], "img_per_s": seen / train_s,
+            "seconds": time.perf_counter() - start, "steps": step, "epochs": rows}
+
+
+def save_checkpoint(path, model, metrics=None):
+    """Weights, the ArchConfig as JSON and plain-type metrics: loadable with torch.load(path, weights_only=True)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    plain = json.loads(json.dumps(metrics or {}, default=float))  # numpy/torch scalars -> float
+    torch.save({"state_dict": model.state_dict(), "arch": model.arch.to_json(), "metrics": plain}, path)
+
+
+def load_checkpoint(path):
+    """The model saved by save_checkpoint, rebuilt from its ArchConfig, in eval mode. Never unpickles code.
+
+    Anything else is a one-line UserError: a missing, truncated or foreign file, pickled code or objects (refused
+    by torch.load(weights_only=True)), a broken arch, or weights that do not fit the arch."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint not found: {path}: pass the checkpoint.pt of a run (runs/train/<time>/)")
+    what = f"not an mnas checkpoint: {path}"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if code:
+            raise UserError(f"{what} holds pickled code or objects ({code[1]}), which are refused") from None
+        raise UserError(f"{what} is corrupt or not a torch.save file") from None
+    except Exception as e:  # a truncated zip, an empty file...
+        raise UserError(f"{what} is corrupt or not a torch.save file ({_reason(e)})") from None
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) and isinstance(ckpt.get("arch"), str)):
+        raise UserError(f"{what} lacks the 'state_dict' and 'arch' (JSON) that save_checkpoint writes")
+    try:
+        model = build(ArchConfig.from_json(ckpt["arch"]))
+    except Exception as e:
+        raise UserError(f"{what}: its arch is invalid ({_reason(e)})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        reason = re.sub(r"^Error\(s\) in loading state_dict for \w+: ", "", _reason(e))
+        raise UserError(f"{what}: its weights do not fit its arch ({reason})") from None
+    return model.eval()
+
+
+def _reason(e: Exception, limit: int = 200) -> str:
+    """An exception's message as one line of at most `limit` characters."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=32, data="fashion_mnist",
+              data_root=None, val_size=0.1, train_subset=None, epochs=1, batch_size=128, lr=0.05, optimizer="sgd",
+              threads=None, seed=0, max_steps=None, out_dir=None, progress=True):
+    """Train baseline `model` (built for `resolution`, trained at `proxy_resolution`) on dataset `data`; write
+    config.yaml, metrics.csv and checkpoint.pt to out_dir (default runs/train/<timestamp>/). Returns the metrics."""
+    config = {k: v for k, v in locals().items() if k != "progress"}
+    get_model(model, width, resolution)  # bad input fails now, before loading data or making the run dir
+    check_args(epochs, batch_size, lr, optimizer, max_steps)
+    ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset)
+    net = build(get_model(model, width, resolution, num_classes=ds.num_classes))
+    if out_dir is None:
+        from mnas.cli import new_run_dir  # runs/train/<YYYYmmdd-HHMMSS>, never an existing folder
+        out_dir = new_run_dir("train")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+        yaml.safe_dump(dict(config, out_dir=str(out_dir)), f, sort_keys=False)
+    with open(os.path.join(out_dir, "metrics.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        metrics = fit(net, ds, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                      resolution=proxy_resolution, threads=threads, max_steps=max_steps, seed=seed,
+                      progress=progress, log=lambda row: (writer.writerow(row), f.flush()))
+    save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net, metrics)
+    print(f"{model} x{width} on {data} ({len(ds.train)} train images, {proxy_resolution}px): "
+          f"val_acc {metrics['val_acc']:.4f}, val_loss {metrics['val_loss']:.4f}, "
+          f"{metrics['img_per_s']:.0f} img/s, {metrics['seconds']:.0f} s -> {out_dir}")
+    return dict(metrics, out_dir=str(out_dir))
+
+
+def main(cfg):
+    """Hydra config (conf/train.yaml + conf/data/<name>.yaml) -> plain arguments -> run_train."""
+    from mnas.cli import to_plain
+    c = to_plain(cfg)
+    d = c.pop("data")
+    return run_train(data=d["name"], data_root=d.get("root"), val_size=d.get("val_size", 0.1),
+                     train_subset=d.get("train_subset"), proxy_resolution=d.get("proxy_resolution", 32), **c)
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("train", main)
