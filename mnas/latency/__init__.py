@@ -1,0 +1,6 @@
+"""Latency of an ArchConfig on a device: op tables (table), live profiling (profile), calibrated predict (predict)."""
+from mnas.latency.predict import predict
+from mnas.latency.profile import measure_arch, profile_ops
+from mnas.latency.table import load_table
+
+__all__ = ["load_table", "predict", "measure_arch", "profile_ops"]

@@ -1,0 +1,89 @@
+"""CLI: `python -m mnas.latency <build|fidelity|export|import> key=value ...` (conf/latency.yaml); Hydra only here.
+
+Each verb turns the config into plain arguments for a function that tests call directly. `export`/`import`
+(latency bundles) live in mnas.latency.bundle, imported only when used.
+"""
+import importlib
+import random
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mnas.errors import UserError, one_line_errors
+from mnas.latency.fidelity import run_fidelity
+from mnas.latency.ops import arch_ops
+from mnas.latency.predict import build_table
+from mnas.latency.table import load_device, table_path
+from mnas.models import BASELINES, get_model
+
+
+def _device() -> str:
+    """The chosen conf/device/<name>.yaml (its file name, whether or not it has a name: field)."""
+    return HydraConfig.get().runtime.choices["device"]
+
+
+def build(cfg: DictConfig) -> None:
+    if cfg.model:
+        keys = arch_ops(get_model(cfg.model, resolution=cfg.resolution, num_classes=cfg.num_classes))
+        res, classes, extra = cfg.resolution, cfg.num_classes, []
+    else:
+        from mnas.space import load_space
+        space = load_space(cfg.space.name)
+        keys = sorted(space.ops(), key=lambda k: k.astuple())
+        res, classes, rng = space.resolution, space.num_classes, random.Random(f"calibrate{cfg.seed}")
+        extra = [space.random_arch(rng) for _ in range(cfg.calib_random)]
+    archs = [f(resolution=res, num_classes=classes) for f in BASELINES.values()] + extra
+    df = build_table(_device(), keys, archs, repeats=cfg.repeats, warmup=cfg.warmup, chunk=cfg.chunk,
+                     arch_repeats=cfg.arch_repeats, resolution=res, num_classes=classes)
+    c = df.attrs["meta"]["calibration"]
+    print(f"{len(df)} ops in {table_path(load_device(_device()))}; calibration: measured = {c['a']:.3f} + "
+          f"{c['b']:.3f} * sum(ops) over {len(c['points'])} networks")
+
+
+def fidelity(cfg: DictConfig) -> None:
+    summary, out = run_fidelity(_device(), cfg.n, cfg.space.name, cfg.seed, cfg.arch_repeats, cfg.out_dir)
+    OmegaConf.save(cfg, Path(out) / "config.yaml")
+    print(f"MAPE {summary['mape']:.2f}%, {summary['within10']:.0f}% within +-10%, Kendall tau {summary['tau']:.3f} "
+          f"(n={summary['n']}) -> {out}")
+
+
+def _bundle(verb: str):
+    """export/import: mnas.latency.bundle.<verb>_cmd(config as a plain dict, device and space by name)."""
+    return lambda cfg: getattr(importlib.import_module("mnas.latency.bundle"), f"{verb}_cmd")(
+        {**OmegaConf.to_container(cfg, resolve=True), "space": cfg.space.name,
+         "device": cfg.new_device if verb == "import" else _device()})
+
+
+VERBS = {"build": build, "fidelity": fidelity, "export": _bundle("export"), "import": _bundle("import")}
+
+
+@hydra.main(config_path="../../conf", config_name="latency", version_base=None)
+@one_line_errors
+def _run(cfg: DictConfig) -> None:
+    if cfg.verb not in VERBS:
+        raise UserError(f"unknown verb {cfg.verb!r}: use python -m mnas.latency <{'|'.join(VERBS)}> key=value ...")
+    VERBS[cfg.verb](cfg)
+
+
+@one_line_errors
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or "=" in args[0] or args[0].startswith("-"):
+        raise UserError(f"usage: python -m mnas.latency <{'|'.join(VERBS)}> key=value ...  (see conf/latency.yaml)")
+    if args[0] == "import":  # device=<name> names the device being created, not an existing conf/device/*.yaml
+        args = [f"new_{a}" if a.startswith("device=") else a for a in args]
+    for key, _, value in (a.partition("=") for a in args[1:]):  # unknown names: one line listing the available
+        if key == "device":
+            load_device(value)
+        elif key == "space":
+            from mnas.space import load_space
+            load_space(value)
+    sys.argv[1:] = [f"verb={args[0]}", *args[1:]]
+    _run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""How well `predict` matches reality: predicted vs measured end-to-end latency of random archs of a space.
+
+Writes fidelity.csv (arch, predicted, measured, spread, error), fidelity.png (scatter with y = x and a +-10% band)
+and summary.txt (MAPE, share within +-10%, Kendall tau) under runs/latency/fidelity/<device>/<timestamp>/.
+A live device measures the networks here; an estimated device's cost-model module supplies its own comparison
+against published figures through `fidelity() -> DataFrame(arch, predicted, measured)`.
+"""
+from __future__ import annotations
+
+import importlib
+import random
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from mnas.errors import UserError
+from mnas.latency.ops import arch_ops
+from mnas.latency.predict import measure_missing, predict
+from mnas.latency.profile import measure_archs
+from mnas.latency.table import ROOT, load_device
+
+
+def summarize(predicted, measured) -> dict:
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    err = np.abs(p - m) / m
+    return {"n": len(m), "mape": float(err.mean() * 100), "within10": float((err <= 0.1).mean() * 100),
+            "tau": float(kendalltau(p, m)[0]) if len(m) > 1 else float("nan")}
+
+
+def summary_line(s: dict, device: str) -> str:
+    return (f"{device}: MAPE {s['mape']:.2f}%, {s['within10']:.0f}% within +-10%, Kendall tau {s['tau']:.3f} "
+            f"(n={s['n']})")
+
+
+def plot(df: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    lo, hi = 0.9 * min(df.predicted.min(), df.measured.min()), 1.1 * max(df.predicted.max(), df.measured.max())
+    x = np.array([lo, hi])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.fill_between(x, x / 1.1, x * 1.1, color="tab:green", alpha=0.15, label="+-10%")
+    ax.plot(x, x, "k--", lw=1, label="y = x")
+    ax.scatter(df.measured, df.predicted, s=12)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
+           title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progress: bool, path=None) -> pd.DataFrame:
+    """n random archs of `space`: predicted (ops measured first where missing) and measured here, end to end."""
+    from mnas.space import load_space
+    cfg = load_device(device)
+    sp = load_space(space)
+    rng = random.Random(seed)
+    archs = [sp.random_arch(rng) for _ in range(n)]
+    measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
+    predicted = [predict(a, device, path) for a in archs]
+    m = measure_archs(archs, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress)
+    return pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted": predicted, "measured": m["ms"],
+                         "spread": m["spread"]})
+
+
+def run_fidelity(device: str = "cpu", n: int = 100, space: str = "v3_small", seed: int = 0, repeats: int = 100,
+                 out_dir: str | Path | None = None, progress: bool = True, path=None) -> tuple[dict, Path]:
+    """Compare predictions with measurements, write the CSV, plot and summary; returns (summary, out_dir).
+    `path`: the device's table file, if not the one its config names."""
+    cfg = load_device(device)
+    if cfg["kind"] == "estimated":
+        df = importlib.import_module(cfg["model"]).fidelity()
+    elif cfg.get("live"):
+        df = compare_live(device, n, space, seed, repeats, progress, path)
+    else:
+        raise UserError(f"device {device!r} is not measured on this machine (no 'live: true' in its config): "
+                        f"its fidelity can only be checked on the device itself")
+    df["error"] = (df.predicted - df.measured) / df.measured
+    out = Path(out_dir) if out_dir else ROOT / "runs/latency/fidelity" / device / datetime.now().strftime(
+        "%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "fidelity.csv", index=False)
+    s = summarize(df.predicted, df.measured)
+    line = summary_line(s, device)
+    plot(df, out / "fidelity.png", line.replace(", Kendall", "\nKendall"))
+    (out / "summary.txt").write_text(line + "\n")
+    return s, out

@@ -1,0 +1,139 @@
+"""Predicted latency of an ArchConfig on a device: a calibrated sum of its op latencies; building measured tables.
+
+predict(arch) = a + b * sum(op latency over arch_ops(arch)). The per-device line (a, b) is fitted by least squares
+(on relative error) against whole networks measured end to end, because a network runs faster or slower than its
+ops run one at a time (caches, per-call overhead). Measured devices keep it in their table's metadata; estimated
+devices name a cost-model module (config `model`) with `op_ms(key) -> ms` and `calibration() -> (a, b)`.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+import numpy as np
+
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.latency.ops import arch_ops
+from mnas.latency.profile import measure_archs, profile_ops, runtime_version
+from mnas.latency.table import (append_rows, empty_table, load_device, load_table, missing_key_error, ms_by_key,
+                                new_meta, save_table, table_path)
+
+_CACHE: dict[Path, tuple[int, object, dict]] = {}  # table path -> (mtime, DataFrame, {key tuple: ms})
+
+
+def fit_calibration(sums, measured) -> tuple[float, float]:
+    """(a, b) minimising the squared relative error of a + b * sums against measured."""
+    x, y = np.asarray(sums, float), np.asarray(measured, float)
+    if len(np.unique(x)) < 2:
+        return 0.0, float(np.mean(y / x))
+    (a, b), *_ = np.linalg.lstsq(np.c_[np.ones_like(x), x] / y[:, None], np.ones_like(y), rcond=None)
+    return float(a), float(b)
+
+
+def _live(device: str) -> dict:
+    cfg = load_device(device)
+    if cfg["kind"] != "measured" or not cfg.get("live"):
+        raise UserError(f"device {device!r} is not measured on this machine (its config lacks 'live: true'): "
+                        f"use its imported table or cost model instead")
+    return cfg
+
+
+def _table(device: str, path) -> tuple[Path, object, dict]:
+    path = Path(path) if path else table_path(load_device(device))
+    mtime = path.stat().st_mtime_ns if path.exists() else -1
+    hit = _CACHE.get(path)
+    if hit is None or hit[0] != mtime:
+        df = load_table(device, path)
+        hit = _CACHE[path] = (mtime, df, ms_by_key(df))
+    return path, hit[1], hit[2]
+
+
+def measure_missing(device: str, keys, path=None, progress: bool = False, resolution: int = 224,
+                    num_classes: int = 1000, **profile_kw):
+    """Profile the ops of `keys` that the device's table lacks, appending them to the table file chunk by chunk.
+    Returns the updated table; a table that does not exist yet is started empty."""
+    cfg = _live(device)
+    path = Path(path) if path else table_path(cfg)
+    if path.exists():
+        df = load_table(device, path)
+    else:
+        df = empty_table(new_meta(cfg, runtime_version(cfg["runtime"]), resolution, num_classes))
+    have = ms_by_key(df)
+    todo = [k for k in dict.fromkeys(keys) if k.astuple() not in have]
+
+    def save(rows):
+        nonlocal df
+        df = append_rows(df, rows)
+        save_table(df, path)
+    profile_ops(todo, cfg["runtime"], cfg["threads"], stat=cfg["stat"], on_chunk=save, progress=progress, **profile_kw)
+    return df
+
+
+def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 100, progress: bool = True):
+    """Measure the whole networks not yet among the table's calibration points, then refit (a, b) on all points.
+    Their ops are measured first if missing. Returns the updated table."""
+    cfg = _live(device)
+    df = measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
+    path = Path(path) if path else table_path(cfg)
+    meta = df.attrs["meta"]
+    points = meta.get("calibration", {}).get("points", [])
+    done = {p["arch"] for p in points}
+    new = [a for a in dict.fromkeys(archs) if a.to_string() not in done]
+    if new:
+        m = measure_archs(new, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress)
+        points = points + [{"arch": a.to_string(), "ms": float(ms), "spread": float(sp)}
+                           for a, ms, sp in zip(new, m["ms"], m["spread"])]
+    ms = ms_by_key(df)
+    sums = [sum(ms[k.astuple()] for k in arch_ops(ArchConfig.from_string(p["arch"]))) for p in points]
+    a, b = fit_calibration(sums, [p["ms"] for p in points])
+    meta["calibration"] = {"a": a, "b": b, "points": points}
+    save_table(df, path)
+    return df
+
+
+def build_table(device: str, keys, archs: list[ArchConfig], path=None, repeats: int = 100, warmup: int = 5,
+                chunk: int = 64, arch_repeats: int = 100, resolution: int = 224, num_classes: int = 1000,
+                progress: bool = True):
+    """Measure every op in `keys` missing from the device's table (saved chunk by chunk: an interrupted build
+    resumes where it stopped), then calibrate on the whole networks `archs`. Returns the table."""
+    measure_missing(device, keys, path, progress, repeats=repeats, warmup=warmup, chunk=chunk,
+                    resolution=resolution, num_classes=num_classes)
+    return calibrate(device, archs, path, arch_repeats, progress) if archs else load_table(device, path)
+
+
+def op_latencies(arch: ArchConfig, device: str = "pixel", path=None, measure: bool = True) -> list[float]:
+    """Uncalibrated latency (ms) of each op of `arch`, in arch_ops order."""
+    keys, cfg = arch_ops(arch), load_device(device)
+    if cfg["kind"] == "estimated":
+        model = importlib.import_module(cfg["model"])
+        return [float(model.op_ms(k)) for k in keys]
+    path, tuples = Path(path) if path else table_path(cfg), [k.astuple() for k in keys]
+    if measure and cfg.get("live") and (not path.exists() or not set(tuples) <= _table(device, path)[2].keys()):
+        measure_missing(device, keys, path)
+    ms = _table(device, path)[2]
+    for k, t in zip(keys, tuples):
+        if t not in ms:
+            raise missing_key_error(k, device)
+    return [ms[t] for t in tuples]
+
+
+def calibration(device: str, path=None) -> tuple[float, float]:
+    """The device's (a, b); a measured table without one is a UserError saying how to finish it."""
+    cfg = load_device(device)
+    if cfg["kind"] == "estimated":
+        return importlib.import_module(cfg["model"]).calibration()
+    p, df, _ = _table(device, path)
+    c = df.attrs["meta"].get("calibration")
+    if not c:
+        raise UserError(f"the {device} latency table {p} is not calibrated yet: finish it with "
+                        f"`python -m mnas.latency build device={device} space=<space>` (it resumes)")
+    return c["a"], c["b"]
+
+
+def predict(arch: ArchConfig, device: str = "pixel", path=None, measure: bool = True) -> float:
+    """Predicted end-to-end latency (ms) of `arch` on `device`. On a live device (conf: `live: true`) ops missing
+    from the table are profiled on demand and appended to it, unless measure=False."""
+    total = sum(op_latencies(arch, device, path, measure))
+    a, b = calibration(device, path)
+    return a + b * total
+

@@ -1,0 +1,185 @@
+"""Latency tables, live profiling, calibration and predict on tiny networks (32-64 px inputs, few repeats)."""
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mnas.arch import ArchConfig, BlockConfig
+from mnas.errors import UserError
+from mnas.latency import measure_arch, predict, profile_ops
+from mnas.latency import profile as profile_mod
+from mnas.latency.fidelity import run_fidelity, summarize
+from mnas.latency.ops import KEY_COLUMNS, arch_ops
+from mnas.latency.predict import build_table, calibrate, fit_calibration, measure_missing
+from mnas.latency.table import (COLUMNS, ROOT, append_rows, empty_table, load_device, load_table, lookup, new_meta,
+                                read_table, save_table)
+
+FAST = dict(repeats=3, warmup=1, chunk=2, progress=False)
+
+
+def tiny(width: int = 8, depth: int = 1, res: int = 32) -> ArchConfig:
+    blocks = [BlockConfig("ir", 3, 2, width, "relu", exp=2 * width)]
+    blocks += [BlockConfig("ir", 5, 1, width, "hswish", exp=3 * width, se=8, residual=True)] * (depth - 1)
+    return ArchConfig(stem=BlockConfig("conv", 3, 2, 8, "hswish"), blocks=tuple(blocks),
+                      head=(BlockConfig("conv", 1, 1, 2 * width, "hswish"),), num_classes=10, resolution=res)
+
+
+@pytest.fixture
+def cpu_meta():
+    return new_meta(load_device("cpu"), "test", 32, 10)
+
+
+@pytest.fixture
+def count_runners(monkeypatch):
+    """Counts ops/networks compiled for timing (one runner per measured op)."""
+    calls = []
+    real = profile_mod.make_runner
+    monkeypatch.setattr(profile_mod, "make_runner", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_profile_ops_rows_and_runtimes():
+    keys = arch_ops(tiny())
+    for runtime in ("onnxruntime", "torch"):
+        rows = profile_ops(keys, runtime=runtime, **FAST)
+        assert list(rows.columns) == COLUMNS and len(rows) == len(keys)
+        assert (rows.ms > 0).all() and (rows.spread >= 0).all() and (rows.n == 3).all()
+        assert [tuple(r) for r in rows[KEY_COLUMNS].itertuples(index=False)] == [k.astuple() for k in keys]
+    assert measure_arch(tiny(), repeats=3) > 0
+
+
+def test_save_load_roundtrip(tmp_path, cpu_meta):
+    p = tmp_path / "t.parquet"
+    df = append_rows(empty_table(cpu_meta), profile_ops(arch_ops(tiny()), **FAST))
+    save_table(df, p)
+    back = load_table("cpu", p)
+    assert back.attrs["meta"] == cpu_meta and len(back) == len(df)
+    key = arch_ops(tiny())[1]
+    assert lookup(back, key) == pytest.approx(df.ms.iloc[1])
+
+
+def test_corrupt_or_foreign_files_are_user_errors(tmp_path, cpu_meta):
+    bad = tmp_path / "corrupt.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(UserError, match="not a readable Parquet"):
+        load_table("cpu", bad)
+    plain = tmp_path / "plain.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(plain)
+    with pytest.raises(UserError, match="no mnas metadata"):
+        load_table("cpu", plain)
+    cols = tmp_path / "cols.parquet"
+    t = pa.Table.from_pandas(pd.DataFrame({"op": ["stem"], "ms": [1.0]}))
+    pq.write_table(t.replace_schema_metadata({b"mnas": b'{"device": "cpu"}'}), cols)
+    with pytest.raises(UserError, match="needs exactly"):
+        load_table("cpu", cols)
+    with pytest.raises(UserError, match="no latency table"):
+        load_table("cpu", tmp_path / "absent.parquet")
+
+
+@pytest.mark.parametrize("field,value", [("device", "pixel"), ("runtime", "torch"), ("threads", 2)])
+def test_table_from_another_device_or_runtime(tmp_path, cpu_meta, field, value):
+    p = tmp_path / "t.parquet"
+    save_table(empty_table({**cpu_meta, field: value}), p)
+    with pytest.raises(UserError, match="was measured for") as e:
+        load_table("cpu", p)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_device_lists_available():
+    with pytest.raises(UserError, match="available.*cpu.*pixel"):
+        load_device("nokia3310")
+
+
+def test_missing_key_names_key_and_command(cpu_meta):
+    key = arch_ops(tiny())[0]
+    with pytest.raises(UserError) as e:
+        lookup(empty_table(cpu_meta), key)
+    assert str(key) in str(e.value) and "python -m mnas.latency build device=cpu" in str(e.value)
+
+
+def test_predict_without_measuring_names_missing_key(tmp_path, cpu_meta):
+    p = tmp_path / "t.parquet"
+    save_table(empty_table(cpu_meta), p)
+    with pytest.raises(UserError, match="op OpKey.*stem.*python -m mnas.latency build"):
+        predict(tiny(), "cpu", p, measure=False)
+
+
+def test_build_resumes_after_interruption(tmp_path, monkeypatch, count_runners):
+    p, keys = tmp_path / "t.parquet", arch_ops(tiny(depth=3))
+    real, rounds = profile_mod.time_interleaved, []
+
+    def interrupted(*a):
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+        rounds.append(1)
+        return real(*a)
+    monkeypatch.setattr(profile_mod, "time_interleaved", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_table("cpu", keys, [], p, **FAST)
+    assert len(read_table(p)) == 4  # two chunks of two ops were saved
+    monkeypatch.setattr(profile_mod, "time_interleaved", real)
+    count_runners.clear()
+    df = build_table("cpu", keys, [], p, **FAST)
+    assert len(count_runners) == len(set(keys)) - 4 and len(df) == len(set(keys))
+    count_runners.clear()
+    build_table("cpu", keys, [], p, **FAST)
+    assert count_runners == []
+
+
+def test_calibrated_predict_measures_on_demand_and_is_monotone(tmp_path, count_runners):
+    p = tmp_path / "t.parquet"
+    small, big = tiny(8, 1, 64), tiny(64, 4, 64)
+    build_table("cpu", arch_ops(small), [small, tiny(32, 3, 64)], p, arch_repeats=3, **FAST)
+    meta = load_table("cpu", p).attrs["meta"]
+    assert len(meta["calibration"]["points"]) == 2 and meta["calibration"]["b"] > 0
+    rows = len(read_table(p))
+    count_runners.clear()
+    assert predict(small, "cpu", p) > 0 and count_runners == []
+    fresh = len(set(arch_ops(big)) - set(arch_ops(small)) - set(arch_ops(tiny(32, 3, 64))))
+    assert predict(big, "cpu", p) > predict(small, "cpu", p)
+    assert len(read_table(p)) == rows + fresh and len(count_runners) == fresh
+    calibrate("cpu", [small], p, repeats=3, progress=False)  # already a point: nothing re-measured
+    assert len(count_runners) == fresh
+
+
+def test_uncalibrated_table_says_how_to_finish(tmp_path):
+    p = tmp_path / "t.parquet"
+    measure_missing("cpu", arch_ops(tiny()), p, **FAST)
+    with pytest.raises(UserError, match="not calibrated yet.*build device=cpu"):
+        predict(tiny(), "cpu", p)
+
+
+def test_fit_calibration_recovers_line():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 20, 50)
+    a, b = fit_calibration(x, 0.7 + 0.85 * x)
+    assert a == pytest.approx(0.7, abs=1e-9) and b == pytest.approx(0.85, abs=1e-9)
+    a, b = fit_calibration(x, (0.7 + 0.85 * x) * rng.normal(1, 0.01, 50))
+    assert abs(a - 0.7) < 0.2 and abs(b - 0.85) < 0.02
+
+
+def test_fidelity_summary_and_files(tmp_path):
+    s = summarize([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.3, 3.0])
+    assert s["mape"] == pytest.approx((0.3 / 3.3 + 1 / 3) / 4 * 100) and s["within10"] == 75
+    assert s["tau"] == pytest.approx(2 / 3)
+    space = tmp_path / "mini.yaml"
+    space.write_text("name: mini\nresolution: 32\nnum_classes: 10\nstem: {kernel: 3, stride: 2, out: 8, act: relu}\n"
+                     "block: {kernel: [3], expand: [3], se: [false], act: [relu, hswish]}\n"
+                     "stages: [{depth: [1, 2], out: [8, 16], stride: 2}]\nhead: {out: 32, act: hswish}\n")
+    table = tmp_path / "t.parquet"
+    build_table("cpu", [], [tiny()], table, arch_repeats=3, **FAST)
+    summary, out = run_fidelity("cpu", 4, str(space), repeats=3, out_dir=tmp_path / "fid", progress=False, path=table)
+    csv = pd.read_csv(out / "fidelity.csv")
+    assert len(csv) == 4 and (csv.predicted > 0).all() and (out / "fidelity.png").stat().st_size > 1000
+    assert summary["n"] == 4 and (out / "summary.txt").read_text().startswith("cpu: MAPE")
+
+
+def test_cli_unknown_device_is_one_line_exit_2():
+    r = subprocess.run([sys.executable, "-m", "mnas.latency", "build", "device=nokia3310"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "available" in r.stderr, r.stderr
+
