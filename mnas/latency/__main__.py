@@ -53,8 +53,7 @@ def fidelity(cfg: DictConfig) -> None:
 def _bundle(verb: str):
     """export/import: mnas.latency.bundle.<verb>_cmd(config as a plain dict, device and space by name)."""
     return lambda cfg: getattr(importlib.import_module("mnas.latency.bundle"), f"{verb}_cmd")(
-        {**OmegaConf.to_container(cfg, resolve=True), "space": cfg.space.name,
-         "device": cfg.new_device if verb == "import" else _device()})
+        {**OmegaConf.to_container(cfg, resolve=True), "space": cfg.space.name, "device": _device()})
 
 
 VERBS = {"build": build, "fidelity": fidelity, "export": _bundle("export"), "import": _bundle("import")}
@@ -73,8 +72,6 @@ def main() -> None:
     args = sys.argv[1:]
     if not args or "=" in args[0] or args[0].startswith("-"):
         raise UserError(f"usage: python -m mnas.latency <{'|'.join(VERBS)}> key=value ...  (see conf/latency.yaml)")
-    if args[0] == "import":  # device=<name> names the device being created, not an existing conf/device/*.yaml
-        args = [f"new_{a}" if a.startswith("device=") else a for a in args]
     for key, _, value in (a.partition("=") for a in args[1:]):  # unknown names: one line listing the available
         if key == "device":
             load_device(value)

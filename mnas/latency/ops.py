@@ -4,7 +4,7 @@ Op kinds: `stem` (first conv), `conv` / `ds` / `ir` (blocks), `head` (1x1 convs 
 `classifier` (global pool + optional hidden linear + final linear; cin = features, exp = hidden units,
 cout = classes, act = hidden activation). `res` is the op's input resolution (square).
 """
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 from mnas.arch import ArchConfig
 
@@ -24,7 +24,7 @@ class OpKey:
     pw_act: bool
 
     def astuple(self) -> tuple:
-        return astuple(self)
+        return tuple(getattr(self, f) for f in KEY_COLUMNS)
 
 
 KEY_COLUMNS = [f.name for f in fields(OpKey)]
