@@ -1,0 +1,287 @@
+"""Prune a trained network to a latency target with NetAdapt: `python -m mnas.prune model=mobilenet_v2 target=0.7x`.
+
+Input: a baseline (`model=mobilenet_v2 width=1.0`) or a search run (`search=runs/search/<device>/<time>`, its
+best.json arch). Weights: `checkpoint=<file>`, or a model.pt / checkpoint.pt inside the search run; without one
+(or with init=scratch) the proxy network is first trained from scratch for init_steps. Training and evaluation
+use the proxy variant (mnas.proxy) on the proxy task; latency is predicted for the deployment shape (same
+channels, e.g. 224x224) and, on a device measured on this machine (device=cpu), also measured.
+
+Writes runs/prune/<device>/<time>/: config.yaml, start.json, history.csv (one row per iteration), proposals.csv
+(every proposal), iters/iter_NNN.pt; after the target, a longer fine-tune and model.pt (load with
+mnas.train.load_checkpoint: the proxy network), arch.json / arch.txt (the deployment arch), result.json, path.png.
+compare_width=true also trains, for the same total steps, the unpruned network and the width-multiplied baseline
+of the pruned network's latency, and measures all three side by side (compare.csv). `resume=<run dir>` continues.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from mnas.arch import ArchConfig  # noqa: E402
+from mnas.cli import parse_ms  # noqa: E402
+from mnas.errors import UserError  # noqa: E402
+from mnas.models import build, get_model  # noqa: E402
+from mnas.netadapt import Settings, minimal_arch, netadapt, read_history  # noqa: E402
+from mnas.proxy import proxy_arch  # noqa: E402
+from mnas.stats import count  # noqa: E402
+from mnas.train import evaluate, load_checkpoint, save_checkpoint  # noqa: E402
+
+COMPARE = ["network", "steps", "val_acc", "test_acc", "latency_ms", "measured_ms", "macs", "params", "arch"]
+
+
+def parse_target(target, start_ms: float) -> float:
+    """'12ms' (any parse_ms form) or '0.7x' (a fraction of start_ms) -> ms; must lie below start_ms."""
+    text = str(target).strip().lower()
+    if text.endswith("x"):
+        try:
+            ratio = float(text[:-1])
+        except ValueError:
+            ratio = None
+        if ratio is None or not 0 < ratio < 1:
+            raise UserError(f"target {target!r} is invalid: a fraction of the start latency must lie in (0, 1), "
+                            f"like 0.7x")
+        return ratio * start_ms
+    ms = parse_ms(target, "target")
+    if ms >= start_ms:
+        raise UserError(f"target {ms:g} ms is not below the start latency ({start_ms:.2f} ms): use a smaller "
+                        f"target, like {0.7 * start_ms:.1f}ms or 0.7x")
+    return ms
+
+
+def check_target(deploy: ArchConfig, target, latency_fn, s: Settings) -> tuple[float, float]:
+    """(target ms, start ms); a target at or above the start, or below the fastest prunable arch, is a UserError."""
+    start_ms = float(latency_fn(deploy))
+    target_ms = parse_target(target, start_ms)
+    floor_ms = float(latency_fn(minimal_arch(deploy, s.min_channels, s.step)))
+    if target_ms < floor_ms:
+        raise UserError(f"target {target_ms:.2f} ms is unreachable: with every unit at its minimum width "
+                        f"({s.min_channels} channels) the network still takes {floor_ms:.2f} ms; the minimum "
+                        f"reachable target is {floor_ms:.2f} ms (start {start_ms:.2f} ms)")
+    return target_ms, start_ms
+
+
+def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr: float, s: Settings,
+                max_stride: int = 8, progress: bool = True):
+    """(proxy network with starting weights, {source, steps}): the checkpoint's weights, or trained from scratch."""
+    net = build(proxy_arch(deploy, data.num_classes, max_stride))
+    if init not in (None, "scratch", "checkpoint"):
+        raise UserError(f"init={init!r} is invalid: use scratch, checkpoint or null (checkpoint if there is one)")
+    if init == "checkpoint" and not checkpoint:
+        raise UserError("init=checkpoint but there is no checkpoint: pass checkpoint=<file> or use init=scratch")
+    if checkpoint and init != "scratch":
+        weights = load_checkpoint(checkpoint).state_dict()  # a missing or corrupt file is a UserError here
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError:
+            raise UserError(f"checkpoint {checkpoint} does not fit the arch to prune ({deploy.to_string()}, "
+                            f"{data.num_classes} classes): pass the checkpoint trained for it") from None
+        steps = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metrics", {}).get("steps")
+        return net, {"source": str(checkpoint), "steps": steps}
+    s.fit(net, data, init_steps, lr, progress=progress)
+    return net, {"source": "scratch", "steps": init_steps}
+
+
+def train_reference(arch: ArchConfig, data, steps: int, lr: float, s: Settings, max_stride: int, progress: bool):
+    """The proxy network of `arch` trained from scratch for `steps`: (val_acc, test_acc)."""
+    net = build(proxy_arch(arch, data.num_classes, max_stride))
+    s.fit(net, data, steps, lr, progress=progress)
+    return evaluate(net, data.val, s.resolution)[0], evaluate(net, data.test, s.resolution)[0]
+
+
+def matching_width(model: str, width: float, deploy: ArchConfig, ms: float, latency_fn) -> float:
+    """The width multiplier (bisection in [0.1, width], 3 decimals) whose baseline latency is closest to `ms`."""
+    lat = lambda w: latency_fn(get_model(model, w, deploy.resolution, deploy.num_classes, deploy.in_chans))  # noqa
+    lo, hi = 0.1, width
+    for _ in range(7):
+        mid = round((lo + hi) / 2, 3)
+        lo, hi = (lo, mid) if lat(mid) > ms else (mid, hi)
+    return min((lo, hi), key=lambda w: abs(lat(w) - ms))
+
+
+def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, data, steps: int, latency_fn,
+                  measure_fn, out_dir: Path, lr: float, s: Settings, max_stride: int, progress: bool) -> pd.DataFrame:
+    """The pruned network next to the unpruned one and the width-multiplied baseline of its latency, the two
+    trained from scratch for the same total steps; measured side by side (interleaved) when measure_fn is given."""
+    deploy_p = ArchConfig.from_string(pruned["arch"])
+    w = matching_width(model, width, deploy0, pruned["latency_ms"], latency_fn)
+    nets = {"pruned": deploy_p, f"unpruned {model} x{width:g}": deploy0,
+            f"{model} x{w:g}": get_model(model, w, deploy0.resolution, deploy0.num_classes, deploy0.in_chans)}
+    path = out_dir / "compare.csv"
+    rows = pd.read_csv(path).to_dict("records") if path.exists() else []
+    done = {r["network"] for r in rows}
+    for name, arch in nets.items():
+        if name in done:
+            continue
+        if name == "pruned":
+            val, test = pruned["val_acc"], pruned["test_acc"]
+        else:
+            print(f"compare: training {name} from scratch for {steps} steps")
+            val, test = train_reference(arch, data, steps, lr, s, max_stride, progress)
+        c = count(arch)
+        rows.append(dict(network=name, steps=steps, val_acc=val, test_acc=test, latency_ms=latency_fn(arch),
+                         measured_ms=None, macs=c.macs, params=c.params, arch=arch.to_string()))
+        pd.DataFrame(rows, columns=COMPARE).to_csv(path, index=False)
+    if measure_fn:
+        for r, ms in zip(rows, measure_fn([ArchConfig.from_string(r["arch"]) for r in rows])):
+            r["measured_ms"] = ms
+    df = pd.DataFrame(rows, columns=COMPARE)
+    df.to_csv(path, index=False)
+    return df
+
+
+def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(history["latency_ms"], 100 * history["val_acc"], "o-", ms=4,
+            label="NetAdapt path (short fine-tunes; first eval_images of val)")
+    for _, r in history.iterrows():
+        ax.annotate(str(int(r["iteration"])), (r["latency_ms"], 100 * r["val_acc"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    f = result["final"]
+    ax.scatter([f["latency_ms"]], [100 * f["val_acc"]], marker="*", s=140, color="C3", zorder=3,
+               label="pruned, after the final fine-tune (whole val)")
+    if compare is not None:
+        for i, (_, r) in enumerate(compare[compare["network"] != "pruned"].iterrows()):
+            ax.scatter([r["latency_ms"]], [100 * r["val_acc"]], marker="s", s=50, color=f"C{i + 4}", zorder=3,
+                       label=f"{r['network']} ({int(r['steps'])} steps)")
+    ax.axvline(result["target_ms"], color="k", ls="--", lw=1, label=f"target {result['target_ms']:.2f} ms")
+    ax.set_xlabel("predicted latency at the deployment shape (ms)")
+    ax.set_ylabel("validation accuracy on the proxy task (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings, measure_fn=None,
+              checkpoint=None, init=None, init_steps: int = 1000, final_steps: int = 1000, lr: float = 0.05,
+              max_stride: int = 8, compare: tuple[str, float] | None = None, device: str = "?",
+              progress: bool = True) -> dict:
+    """Prune `deploy` (weights: checkpoint, else init_steps from scratch) until latency_fn <= target ('12ms' or
+    '0.7x'), fine-tune final_steps, write the run folder (see module doc). `compare=(baseline, width)` adds the
+    comparison. A folder that already holds a history resumes. Returns result.json's dict."""
+    s.check()
+    target_ms, start_ms = check_target(deploy, target, latency_fn, s)  # before anything is written
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = None
+    if not (out_dir / "history.csv").exists():
+        model, start = start_model(deploy, data, checkpoint, init, init_steps, lr, s, max_stride, progress)
+        (out_dir / "start.json").write_text(json.dumps(start, indent=2))
+    start = json.loads((out_dir / "start.json").read_text())
+    model, deploy_p, history = netadapt(model, deploy, data, target_ms, latency_fn, out_dir, s, measure_fn, progress)
+    iterations = int(history["iteration"].iloc[-1])
+    final_path = out_dir / "model.pt"
+    if (out_dir / "result.json").exists() and final_path.exists():
+        result = json.loads((out_dir / "result.json").read_text())
+    else:
+        s.fit(model, data, final_steps, progress=progress)
+        val_acc, test_acc = (evaluate(model, split, s.resolution)[0] for split in (data.val, data.test))
+        steps = None if start["steps"] is None else start["steps"] + iterations * s.finetune_steps + final_steps
+        measured = measure_fn([deploy, deploy_p]) if measure_fn else [None, None]
+        final = dict(latency_ms=float(latency_fn(deploy_p)), measured_ms=measured[1], val_acc=val_acc,
+                     test_acc=test_acc, arch=deploy_p.to_string(), proxy_arch=model.arch.to_string())
+        result = dict(device=device, target_ms=target_ms, start_ms=start_ms, start_measured_ms=measured[0],
+                      reached=final["latency_ms"] <= target_ms * (1 + 1e-9), iterations=iterations,
+                      total_steps=steps, start=start, final=final,
+                      speedup_predicted=start_ms / final["latency_ms"],
+                      speedup_measured=measured[0] / measured[1] if measure_fn else None)
+        save_checkpoint(final_path, model, dict(val_acc=val_acc, test_acc=test_acc, steps=steps))
+        (out_dir / "arch.json").write_text(deploy_p.to_json(indent=2))
+        (out_dir / "arch.txt").write_text(deploy_p.to_string() + "\n")
+        (out_dir / "result.json").write_text(json.dumps(result, indent=2))
+    table = None
+    if compare:
+        if result["total_steps"] is None:
+            raise UserError(f"compare_width needs the start checkpoint's step count ({start['source']} has none)")
+        table = compare_width(*compare, deploy, result["final"], data, result["total_steps"], latency_fn,
+                              measure_fn, out_dir, lr, s, max_stride, progress)
+        print(table.drop(columns="arch").to_string(index=False))
+    plot_path(read_history(out_dir), result, table, out_dir / "path.png",
+              f"NetAdapt on {device}: {start_ms:.2f} -> {result['final']['latency_ms']:.2f} ms predicted")
+    f = result["final"]
+    print(f"pruned {start_ms:.2f} -> {f['latency_ms']:.2f} ms predicted ({result['speedup_predicted']:.2f}x"
+          + (f", measured {result['speedup_measured']:.2f}x" if result["speedup_measured"] else "")
+          + f") in {iterations} iterations; val_acc {f['val_acc']:.4f}, test_acc {f['test_acc']:.4f} -> {out_dir}")
+    if not result["reached"]:
+        print(f"stopped by max_iterations={s.max_iterations} before the target {target_ms:.2f} ms")
+    return result
+
+
+def resolve_input(c: dict) -> tuple[ArchConfig, str | None, tuple[str, float] | None]:
+    """(deployment arch, checkpoint path or None, (baseline, width) for compare_width or None) from the config."""
+    if c.get("checkpoint") and not Path(c["checkpoint"]).is_file():
+        raise UserError(f"checkpoint={c['checkpoint']} not found: pass a checkpoint file "
+                        "(e.g. runs/train/<time>/checkpoint.pt)")
+    if c.get("search"):
+        run = Path(c["search"])
+        best = run / "best.json"
+        if not best.is_file():
+            raise UserError(f"search={run} is not a search run directory (no best.json there)")
+        arch = json.loads(best.read_text()).get("arch")
+        if not arch:
+            raise UserError(f"search run {run} has no arch within its budget yet (best.json arch is null)")
+        found = [p for p in (run / "model.pt", run / "checkpoint.pt") if p.is_file()]
+        if c.get("compare_width"):
+            raise UserError("compare_width=true compares with a width-multiplied baseline: use model=<baseline>")
+        return ArchConfig.from_string(arch), c.get("checkpoint") or (str(found[0]) if found else None), None
+    deploy = get_model(c["model"], c["width"], c["resolution"])
+    return deploy, c.get("checkpoint"), (c["model"], c["width"]) if c.get("compare_width") else None
+
+
+def main(cfg) -> dict:
+    """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
+    from mnas.cli import new_run_dir, to_plain
+    from mnas.data import load
+    from mnas.latency import predict
+    from mnas.latency.profile import measure_archs
+    from mnas.latency.table import load_device
+
+    c = to_plain(cfg)
+    if c.get("resume"):
+        out_dir = Path(c["resume"])
+        if not (out_dir / "config.yaml").is_file():
+            raise UserError(f"resume={out_dir} is not a prune run directory (no config.yaml there)")
+        c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), "resume": str(out_dir)}
+    if c["scale"] not in c["scales"]:
+        raise UserError(f"scale={c['scale']!r} is invalid: use one of {', '.join(c['scales'])}")
+    for key, value in c["scales"][c["scale"]].items():
+        c[key] = value if c.get(key) is None else c[key]
+    device = c["device"]["name"]
+    dev = load_device(device)
+    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    measure_fn = (lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],
+                                              stat=dev["stat"], progress=False)["ms"].tolist()) if dev["live"] else None
+    s = Settings(delta=c["delta"], decay=c["delta_decay"], select=c["select"], finetune_steps=c["finetune_steps"],
+                 lr=c["finetune_lr"], batch_size=c["batch_size"], resolution=c["data"].get("proxy_resolution", 32),
+                 eval_images=c["eval_images"], min_channels=c["min_channels"], p=c["importance_p"],
+                 max_iterations=c["max_iterations"], seed=c["seed"], threads=c["threads"])
+    deploy, checkpoint, compare = resolve_input(c)
+    s.check()
+    check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
+    d = c["data"]
+    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
+                train_subset=d.get("train_subset"))
+    if not c.get("resume"):
+        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("prune", device)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    source = checkpoint if checkpoint and c["init"] != "scratch" else f"from scratch, {c['init_steps']} steps"
+    source = f"resuming {out_dir}" if c.get("resume") else source
+    print(f"pruning {deploy.to_string()[:60]}... for {device} to {c['target']}; proxy {d['name']} "
+          f"{s.resolution}px; start weights: {source}; run dir {out_dir}")
+    return run_prune(deploy, data, c["target"], latency_fn, out_dir, s, measure_fn, checkpoint, c["init"],
+                     c["init_steps"], c["final_steps"], c["lr"], c["max_stride"], compare, device)
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("prune", main)

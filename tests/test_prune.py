@@ -1,0 +1,190 @@
+"""NetAdapt pruning: units, torch-pruning surgery on every model family, arch_of/rebuild, ONNX, resume, bad targets."""
+import dataclasses
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import warnings
+
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from mnas import data as datasets
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.models import build, get_model
+from mnas.netadapt import (Settings, arch_of, channels, minimal_arch, netadapt, prune_unit, read_history,
+                           smallest_keep, units)
+from mnas.prune import run_prune
+from mnas.proxy import proxy_arch
+from mnas.space import load_space
+from mnas.stats import count
+from mnas.train import load_checkpoint
+
+ARCHS = {"mobilenet_v1": get_model("mobilenet_v1", 0.25, 64), "mobilenet_v2": get_model("mobilenet_v2", 0.35, 64),
+         "mobilenet_v3_large": get_model("mobilenet_v3_large", 0.5, 64),
+         "mobilenet_v3_small": get_model("mobilenet_v3_small", 0.5, 64),
+         "v3_small space": load_space("v3_small").random_arch(random.Random(3)).replace(resolution=64)}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = dict(finetune_steps=2, batch_size=32, eval_images=64, seed=0, threads=1, bn_recalibration=False)
+
+
+def mac_latency(arch):
+    """Stand-in latency for tests: 1 ms per MMAC at the deployment shape (predict() is tested in test_latency)."""
+    return count(arch).macs / 1e6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 threads on a busy 2-core machine run ~10x slower
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load("digits")
+
+
+def onnx_outputs(model, x):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
+    return ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+
+
+def same_outputs(model, x):
+    """build(arch_of(model)) with model's weights computes what model computes."""
+    rebuilt = build(arch_of(model)).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        return torch.allclose(rebuilt(x), model.eval()(x), atol=1e-5)
+
+
+def test_units_follow_the_coupling():
+    a = get_model("mobilenet_v2", 1.0)
+    names = [u.name for u in units(a)]
+    assert len(names) == 16 + 9  # 16 expansions; stem, 7 stages (blocks 1-2, 3-5, ... coupled by residuals), head
+    assert "out blocks.3..blocks.5" in names and "out blocks.2" not in names and "exp blocks.0" not in names
+    assert minimal_arch(a).blocks[4].out == 8 and minimal_arch(a).head[0].out == 8 and mac_latency(minimal_arch(a)) > 0
+    v3 = get_model("mobilenet_v3_large", 1.0)  # stem 16 -> ds block 16 (residual): one unit; SE squeezes follow
+    assert [u.name for u in units(v3)][0] == "out stem..blocks.0" and units(v3)[-1].name == "hidden"
+    assert minimal_arch(v3).blocks[3].se == 8 and minimal_arch(v3).hidden == 8
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "v3_small space"])
+def test_every_unit_prunes_to_a_rebuildable_arch(name):
+    """Each unit at its smallest width: torch-pruning's result equals the predicted ArchConfig (prune_unit checks
+    it) and build(arch) + the pruned weights computes the same function (depthwise, SE, residual, hidden)."""
+    proxy = proxy_arch(ARCHS[name], num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    for u in units(proxy):
+        keep = smallest_keep(proxy, u)
+        if keep < channels(proxy, u):
+            model = build(proxy)
+            prune_unit(model, u, keep)
+            assert channels(model.arch, u) == keep and same_outputs(model, x), u.name
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_one_iteration_prunes_forwards_and_exports(name, digits, tmp_path):
+    deploy = ARCHS[name]
+    model = build(proxy_arch(deploy, digits.num_classes))
+    start = mac_latency(deploy)
+    s = Settings(delta=0.15, max_iterations=1, **FAST)
+    pruned, deploy_p, hist = netadapt(model, deploy, digits, 0.3 * start, mac_latency, tmp_path, s, progress=False)
+    assert list(hist["iteration"]) == [0, 1] and hist["channels_after"].iloc[1] < hist["channels_before"].iloc[1]
+    assert hist["latency_ms"].iloc[1] == mac_latency(deploy_p) <= hist["goal_ms"].iloc[1] < start
+    assert ArchConfig.from_string(deploy_p.to_string()) == deploy_p == ArchConfig.from_string(hist["arch"].iloc[1])
+    assert pruned.arch == arch_of(pruned) and deploy_p.blocks[0].stride == deploy.blocks[0].stride
+    x = torch.randn(2, 3, 32, 32)
+    assert same_outputs(pruned, x)
+    with torch.no_grad():
+        y = pruned.eval()(x)
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    assert abs(onnx_outputs(pruned, x) - y.numpy()).max() < 1e-4
+    assert load_checkpoint(tmp_path / "iters" / "iter_001.pt").arch == pruned.arch
+    props = pd.read_csv(tmp_path / "proposals.csv")
+    assert props["chosen"].sum() == 1 and props.loc[props["chosen"], "score"].item() == props["score"].max()
+
+
+def test_select_accuracy_keeps_the_most_accurate(digits, tmp_path):
+    deploy = ARCHS["mobilenet_v3_small"]
+    s = Settings(delta=0.1, max_iterations=1, select="accuracy", **FAST)
+    netadapt(build(proxy_arch(deploy, 10)), deploy, digits, 0.5 * mac_latency(deploy), mac_latency, tmp_path, s,
+             progress=False)
+    props = pd.read_csv(tmp_path / "proposals.csv")
+    best = props[props["val_acc"] == props["val_acc"].max()]
+    assert len(props) > 1 and props.loc[props["chosen"], "unit"].item() == best.loc[best["latency_ms"].idxmin(), "unit"]
+
+
+def test_resume_after_interruption(digits, tmp_path):
+    """Killed between an iteration's checkpoint and its history row: the rerun redoes that iteration only."""
+    deploy = ARCHS["mobilenet_v2"]
+    s = Settings(delta=0.1, max_iterations=2, **FAST)
+    calls = []
+
+    def measure_then_die(archs):
+        calls.append(archs)
+        if len(calls) == 3:  # start, iteration 1, then iteration 2 is "killed"
+            raise KeyboardInterrupt
+        return [mac_latency(a) for a in archs]
+
+    with pytest.raises(KeyboardInterrupt):
+        netadapt(build(proxy_arch(deploy, 10)), deploy, digits, 0.2 * mac_latency(deploy), mac_latency, tmp_path, s,
+                 measure_then_die, progress=False)
+    assert list(read_history(tmp_path)["iteration"]) == [0, 1] and (tmp_path / "iters" / "iter_002.pt").exists()
+    first = (tmp_path / "iters" / "iter_001.pt").stat().st_mtime_ns
+    _, _, hist = netadapt(None, deploy, digits, 0.2 * mac_latency(deploy), mac_latency, tmp_path, s,
+                          lambda archs: [mac_latency(a) for a in archs], progress=False)
+    assert list(hist["iteration"]) == [0, 1, 2] and hist["measured_ms"].notna().all()
+    assert (tmp_path / "iters" / "iter_001.pt").stat().st_mtime_ns == first  # iteration 1 was not redone
+    props = pd.read_csv(tmp_path / "proposals.csv")
+    assert not props.duplicated(["iteration", "unit"]).any() and set(props["iteration"]) == {1, 2}
+    assert props.groupby("iteration")["chosen"].sum().tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("target, message", [("1.5x", "(0, 1)"), ("0x", "(0, 1)"), ("0ms", "positive"),
+                                             ("-3ms", "positive"), ("1000ms", "not below the start"),
+                                             ("0.01x", "minimum reachable target is")])
+def test_bad_targets(target, message, digits, tmp_path):
+    (tmp_path / "keep.txt").write_text("earlier work")
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_prune(ARCHS["mobilenet_v2"], digits, target, mac_latency, tmp_path, Settings(**FAST), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+    assert (tmp_path / "keep.txt").read_text() == "earlier work"
+
+
+def test_cli_bad_target_is_one_line_exit_2():
+    r = subprocess.run([sys.executable, "-m", "mnas.prune", "device=pixel", "target=1000ms"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not below the start latency" in r.stderr
+
+
+def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
+    deploy = ARCHS["mobilenet_v2"]
+    digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
+    s = Settings(delta=0.2, resolution=16, **FAST)
+    result = run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
+                       compare=("mobilenet_v2", 0.35), device="stand-in", progress=False)
+    arch = ArchConfig.from_json((tmp_path / "arch.json").read_text())
+    assert arch == ArchConfig.from_string((tmp_path / "arch.txt").read_text().strip()) == \
+        ArchConfig.from_string(result["final"]["arch"])
+    assert result["reached"] and mac_latency(arch) <= 0.85 * mac_latency(deploy) + 1e-9
+    assert result["total_steps"] == 2 + result["iterations"] * 2 + 1
+    model = load_checkpoint(tmp_path / "model.pt")
+    assert model.arch == proxy_arch(arch, 10) and model(torch.randn(1, 3, 16, 16)).shape == (1, 10)
+    table = pd.read_csv(tmp_path / "compare.csv")
+    assert len(table) == 3 and set(table["steps"]) == {result["total_steps"]} and table["val_acc"].between(0, 1).all()
+    width_row = table[table["network"].str.startswith("mobilenet_v2 x")].iloc[0]
+    assert abs(width_row["latency_ms"] - result["final"]["latency_ms"]) < 0.25 * result["final"]["latency_ms"]
+    assert (tmp_path / "path.png").stat().st_size > 0 and json.loads((tmp_path / "result.json").read_text()) == result
+    again = run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
+                      compare=("mobilenet_v2", 0.35), device="stand-in", progress=False)  # finished: nothing redone
+    assert again == result and len(pd.read_csv(tmp_path / "compare.csv")) == 3
