@@ -1,0 +1,90 @@
+"""The search CLI as a user runs it: real processes, SIGKILL and resume, two workers on one study, bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """
+name: tiny
+resolution: 64
+num_classes: 10
+stem: {kernel: 3, stride: 2, out: 8, act: hswish}
+block: {kernel: [3, 5], expand: [3, 6], se: [false, true], act: [relu, hswish]}
+stages:
+  - {depth: [1, 2], out: [8, 16], stride: 2}
+  - {depth: [1, 2], out: [16, 24], stride: 2}
+head: {out: 64, act: hswish}
+hidden: {out: 0, act: hswish}
+dropout: 0.0
+"""
+
+
+def search_cmd(tmp_path, *args):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    return [sys.executable, "-m", "mnas.search", "device=pixel", "budget=1000ms", f"space.name={space}",
+            "data=digits", "estimator.max_steps=3", "estimator.threads=1", "sampler=random", *args]
+
+
+def complete(storage) -> list:
+    study = optuna.load_study(study_name="mnas-search", storage=storage)
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(search_cmd(tmp_path, "n_trials=8", f"out_dir={run}"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    storage = f"sqlite:///{run / 'study.db'}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (run / "study.db").exists() and len(complete(storage)) >= 2:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.user_attrs["arch"] for t in complete(storage)}
+    assert 2 <= len(before) < 8, "the study should have been killed mid-way"
+    r = subprocess.run(search_cmd(tmp_path, "n_trials=8", f"resume={run}"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = complete(storage)
+    assert len(after) == 8
+    assert all(before[n] == t.user_attrs["arch"] for t in after if (n := t.number) in before)
+    trials = pd.read_csv(run / "trials.csv")
+    assert (trials["state"] == "COMPLETE").sum() == 8 and (trials["state"] == "RUNNING").sum() == 0
+
+
+def test_two_workers_on_one_journal_finish_the_count_together(tmp_path):
+    storage = f"journal:{tmp_path / 'shared.log'}"
+    procs = [subprocess.Popen(search_cmd(tmp_path, "n_trials=6", f"storage={storage}", f"seed={w}",
+                                         f"out_dir={tmp_path / f'w{w}'}"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for w in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    done = complete(JournalStorage(JournalFileBackend(str(tmp_path / "shared.log"))))
+    assert 6 <= len(done) <= 7  # MaxTrialsCallback: a worker may finish the one trial it had started
+
+
+@pytest.mark.parametrize("args,match", [
+    (["budget=-5ms"], "budget '-5ms' is invalid"), (["budget=abc"], "budget 'abc' is invalid"),
+    (["budget=15 parsecs"], "is invalid"), (["budget=0"], "is invalid"), (["budget=1e9ms"], "is invalid"),
+    (["device=nokia3310"], "unknown device 'nokia3310': available .*pixel"),
+    (["sampler=annealing"], "unknown sampler 'annealing'"), (["budget=0.001ms"], "below the fastest arch"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
+    cmd = [a for a in search_cmd(tmp_path, f"out_dir={tmp_path / 'run'}") if not a.startswith("budget=")] + args
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and __import__("re").search(match, lines[0]), r.stderr
+    assert not (tmp_path / "run").exists()
