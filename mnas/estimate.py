@@ -9,6 +9,7 @@ from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.models import build
 from mnas.proxy import proxy_arch
+from mnas.supernet.evaluate import SupernetEstimator
 from mnas.train import fit
 
 
@@ -30,7 +31,7 @@ class TrainEstimator:
         return fit(build(self.proxy_arch(arch)), self.data, **self.kw)["val_acc"]
 
 
-ESTIMATORS = {"train": TrainEstimator}
+ESTIMATORS = {"train": TrainEstimator, "supernet": SupernetEstimator}
 
 
 def make_estimator(name: str, data: datasets.Dataset, **options):

@@ -127,13 +127,13 @@ class MobileNet(nn.Module):
         self.blocks = nn.Sequential(*layers[1:1 + n])
         self.head = nn.Sequential(*layers[1 + n:])
         self.classifier = Classifier(arch.features, arch.hidden, arch.hidden_act, arch.dropout, arch.num_classes)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x):
         return self.classifier(self.head(self.blocks(self.stem(x))))
 
 
-def _init_weights(model: nn.Module) -> None:
+def init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")

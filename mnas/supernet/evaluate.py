@@ -1,0 +1,88 @@
+"""`estimator=supernet`: a candidate's accuracy is its sub-network's, with BatchNorm statistics re-estimated.
+
+The supernet is trained once per (space, data, settings) and cached (mnas.supernet.train); afterwards a
+candidate costs an extraction (a copy of sliced weights), ~1000 training images through the network to
+re-estimate BatchNorm's running mean/var (during training they averaged over every sub-network, so they fit
+none), and a pass over a fixed, seeded subset of the validation split (`val_images`: fewer is faster and
+noisier; the same images for every candidate).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from mnas.arch import ArchConfig
+from mnas.data import Dataset, batches
+from mnas.errors import UserError
+from mnas.space import Space, load_space
+from mnas.supernet.train import CACHE_DIR, SupernetSettings, load_or_train
+
+SCHEDULE_KEYS = [f.name for f in dataclasses.fields(SupernetSettings) if f.name not in ("resolution", "seed")]
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, xs) -> nn.Module:
+    """Reset every BatchNorm's running statistics and recompute them as a plain average over the batches xs."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for x in xs:
+        model(x)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    return model.eval()
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, val) -> float:
+    """Top-1 accuracy over the (x, y) batches val."""
+    model.eval()
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in val)
+    return correct / sum(len(y) for _, y in val)
+
+
+def settings_from(resolution: int = 32, seed: int = 0, **schedule) -> SupernetSettings:
+    """SupernetSettings from config keys; an unknown key is a UserError listing the known ones."""
+    if unknown := set(schedule) - set(SCHEDULE_KEYS):
+        raise UserError(f"unknown supernet option(s) {sorted(unknown)}: allowed {', '.join(SCHEDULE_KEYS)}")
+    return SupernetSettings(resolution=resolution, seed=seed, **schedule)
+
+
+class SupernetEstimator:
+    """arch -> validation accuracy of its sub-network of the (cached or now trained) supernet of `space`."""
+
+    def __init__(self, data: Dataset, space: Space | str = "v3_small", resolution: int = 32, seed: int = 0,
+                 val_images: int | None = 2000, calib_images: int = 1024, eval_batch: int = 256,
+                 threads: int | None = None, progress: bool = True, cache_dir=CACHE_DIR, checkpoint_every: int = 100,
+                 device=None, **schedule):
+        if calib_images < 1 or (val_images is not None and val_images < 1):
+            raise UserError(f"calib_images={calib_images}, val_images={val_images}: use positive counts "
+                            f"(val_images null = the whole validation split)")
+        if threads:
+            torch.set_num_threads(threads)
+        self.space = load_space(space) if isinstance(space, str) else space
+        self.settings = settings_from(resolution, seed, **schedule)
+        self.supernet = load_or_train(self.space, data, self.settings, cache_dir, progress, checkpoint_every, device)
+        dev, fmt = next(self.supernet.parameters()).device, torch.channels_last
+        feed = batches(data.train, min(calib_images, 128), resolution, shuffle=True, seed=seed)  # 8 batches by default
+        n = -(-calib_images // feed.batch_size)
+        self.calib = [x.to(dev, memory_format=fmt) for _, (x, _) in zip(range(n), feed)]
+        val = data.val
+        if val_images is not None and val_images < len(val):
+            val = val.take(torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[:val_images])
+        self.val = [(x.to(dev, memory_format=fmt), y.to(dev)) for x, y in batches(val, eval_batch, resolution)]
+        self.scores: dict[ArchConfig, float] = {}
+
+    def extract(self, arch: ArchConfig) -> nn.Module:
+        """The arch's sub-network as an ordinary model (build(proxy arch)), BatchNorm re-estimated, eval mode."""
+        return reestimate_bn(self.supernet.extract(arch).to(memory_format=torch.channels_last), self.calib)
+
+    def __call__(self, arch: ArchConfig) -> float:
+        if arch not in self.scores:  # deterministic: a repeated candidate (a re-proposed trial) costs nothing
+            self.scores[arch] = accuracy(self.extract(arch), self.val)
+        return self.scores[arch]

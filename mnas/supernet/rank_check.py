@@ -1,0 +1,163 @@
+"""Benchmark: does the supernet rank architectures as stand-alone training does?
+
+    python -m mnas.supernet.rank_check n=12 seeds=[0,1,2] standalone.epochs=1
+
+picks n archs spread evenly over the space's latency range (not only its extremes, which the sandwich rule
+trains every step and so flatters), scores each with the supernet and with stand-alone training
+(mnas.estimate.TrainEstimator) under several seeds, and writes to runs/rank_check/<device>/<timestamp>/:
+rank.csv (one row per arch: supernet_acc, standalone_acc = mean over seeds, one standalone_seed<s> column per
+seed, latency, supernet_s per estimate, standalone_s summed over seeds), rank.png (scatter), summary.json.
+It prints Kendall tau and Spearman rho between the two, and the stand-alone reference's own seed-to-seed tau:
+the ceiling, since no estimator can agree with the reference better than the reference agrees with itself.
+Rerun with out_dir=<that folder> to resume.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.proxy import proxy_arch
+from mnas.space import Space
+from mnas.stats import count
+
+
+def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int = 0) -> list[ArchConfig]:
+    """n distinct archs whose latencies are closest to n evenly spaced targets between the 2nd and 98th
+    percentile of `pool` random archs' latencies."""
+    rng = random.Random(seed)
+    archs = list(dict.fromkeys(space.random_arch(rng) for _ in range(pool)))
+    if len(archs) < n:
+        raise UserError(f"space {space.name} gave only {len(archs)} distinct archs for n={n}: lower n")
+    lat = np.array([latency_fn(a) for a in archs])
+    picked = []
+    for target in np.linspace(*np.percentile(lat, [2, 98]), n):
+        order = np.argsort(np.abs(lat - target))
+        picked.append(next(int(i) for i in order if int(i) not in picked))
+    return [archs[i] for i in sorted(picked, key=lambda i: lat[i])]
+
+
+def summarize(df: pd.DataFrame, seeds) -> dict:
+    """Kendall tau / Spearman rho of supernet vs stand-alone mean, and the reference's seed-to-seed tau."""
+    tau, tau_p = stats.kendalltau(df["supernet_acc"], df["standalone_acc"])
+    rho, rho_p = stats.spearmanr(df["supernet_acc"], df["standalone_acc"])
+    cols = [f"standalone_seed{s}" for s in seeds]
+    pairs = [stats.kendalltau(df[a], df[b])[0] for a, b in itertools.combinations(cols, 2)]
+    single = [stats.kendalltau(df["supernet_acc"], df[c])[0] for c in cols]
+    return {"n": len(df), "kendall_tau": tau, "kendall_p": tau_p, "spearman_rho": rho, "spearman_p": rho_p,
+            "seed_to_seed_tau": float(np.mean(pairs)) if pairs else None,
+            "supernet_vs_single_seed_tau": float(np.mean(single)),
+            "supernet_s_per_arch": float(df["supernet_s"].mean()),
+            "standalone_s_per_run": float(df["standalone_s"].sum() / df[cols].notna().sum().sum())}
+
+
+def plot(df: pd.DataFrame, summary: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    ax.errorbar(df["standalone_acc"], df["supernet_acc"], xerr=df["standalone_std"], fmt="none", ecolor="0.7")
+    sc = ax.scatter(df["standalone_acc"], df["supernet_acc"], c=df["latency_ms"], cmap="viridis", zorder=3)
+    fig.colorbar(sc, label="predicted latency (ms, 224x224)")
+    ax.set_xlabel("stand-alone accuracy (mean over seeds, bar = std)")
+    ax.set_ylabel("supernet accuracy (sub-network, BN re-estimated)")
+    seed_tau = summary["seed_to_seed_tau"]
+    ax.set_title(f"{title}\nKendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}, "
+                 f"seed-to-seed tau {seed_tau if seed_tau is None else round(seed_tau, 2)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Path, resolution: int = 32,
+               num_classes: int = 10, title: str = "") -> dict:
+    """Fill rank.csv in out_dir (cells already there are kept: resume), then write rank.png and summary.json.
+    supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "rank.csv"
+    cols = [f"standalone_seed{s}" for s in seeds]
+    if path.exists():
+        df = pd.read_csv(path)
+        if list(df["arch"]) != [a.to_string() for a in archs]:
+            raise UserError(f"{path} holds other archs: use a new out_dir or the same n, pool, seed and space")
+    else:
+        df = pd.DataFrame({"arch": [a.to_string() for a in archs], "latency_ms": [latency_fn(a) for a in archs],
+                           "proxy_mmacs": [count(proxy_arch(a, num_classes), resolution).macs / 1e6 for a in archs]})
+    for c in ["supernet_acc", "supernet_s", "standalone_s", *cols]:
+        if c not in df:
+            df[c] = np.nan
+    for i, arch in enumerate(archs):
+        if np.isnan(df.at[i, "supernet_acc"]):
+            t0 = time.perf_counter()
+            df.at[i, "supernet_acc"] = supernet_fn(arch)
+            df.at[i, "supernet_s"] = time.perf_counter() - t0
+            df.to_csv(path, index=False)
+        for s, c in zip(seeds, cols):
+            if np.isnan(df.at[i, c]):
+                t0 = time.perf_counter()
+                df.at[i, c] = standalone_fn(arch, s)
+                df.at[i, "standalone_s"] = np.nan_to_num(df.at[i, "standalone_s"]) + time.perf_counter() - t0
+                df.to_csv(path, index=False)
+        print(f"[{i + 1}/{len(archs)}] {df.at[i, 'latency_ms']:.1f} ms: supernet {df.at[i, 'supernet_acc']:.4f}, "
+              f"stand-alone {', '.join(f'{df.at[i, c]:.4f}' for c in cols)}", flush=True)
+    df["standalone_acc"] = df[cols].mean(axis=1)
+    df["standalone_std"] = df[cols].std(axis=1).fillna(0.0)
+    df.to_csv(path, index=False)
+    summary = summarize(df, seeds)
+    plain = {k: None if v != v else v for k, v in summary.items()}  # NaN (constant input) -> null
+    (out_dir / "summary.json").write_text(json.dumps(plain, indent=2))
+    plot(df, summary, out_dir / "rank.png", title)
+    seed_tau = summary["seed_to_seed_tau"]
+    print(f"supernet vs stand-alone ({len(df)} archs, {len(seeds)} seed(s)): Kendall tau {summary['kendall_tau']:.3f} "
+          f"(p={summary['kendall_p']:.2g}), Spearman rho {summary['spearman_rho']:.3f}; stand-alone seed-to-seed "
+          f"tau {'n/a (one seed)' if seed_tau is None else f'{seed_tau:.3f}'} (the ceiling); supernet vs single "
+          f"seeds tau {summary['supernet_vs_single_seed_tau']:.3f}; {summary['supernet_s_per_arch']:.1f} s per "
+          f"supernet estimate, {summary['standalone_s_per_run']:.0f} s per stand-alone run -> {out_dir}")
+    return summary
+
+
+def main(cfg):
+    """Hydra config (conf/rank_check.yaml) -> plain arguments -> rank_check."""
+    import torch
+
+    from mnas.cli import new_run_dir, to_plain
+    from mnas.data import load
+    from mnas.estimate import TrainEstimator
+    from mnas.latency import predict
+    from mnas.space import load_space
+    from mnas.supernet.evaluate import SupernetEstimator
+
+    c = to_plain(cfg)
+    if c["threads"]:
+        torch.set_num_threads(c["threads"])
+    if c["n"] < 3 or not c["seeds"]:
+        raise UserError(f"n={c['n']}, seeds={c['seeds']}: use n >= 3 archs and at least one seed")
+    space, device, d = load_space(c["space"]["name"]), c["device"]["name"], c["data"]
+    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
+    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
+                train_subset=d.get("train_subset"))
+    resolution = d.get("proxy_resolution", 32)
+    e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
+    supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
+    sa = c["standalone"]
+    standalone_fn = lambda arch, s: TrainEstimator(data, resolution=resolution, seed=s,  # noqa: E731
+                                                   max_stride=e.get("max_stride", 8), **sa)(arch)
+    out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
+    print(f"{space.describe()}; {len(archs)} archs over {latency_fn(archs[0]):.1f}-{latency_fn(archs[-1]):.1f} ms "
+          f"({device}); stand-alone {sa} x seeds {c['seeds']} on {d['name']} -> {out_dir}")
+    return rank_check(archs, latency_fn, supernet, standalone_fn, c["seeds"], out_dir, resolution, data.num_classes,
+                      title=f"{space.name} on {d['name']} ({resolution}px proxy)")
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("rank_check", main)

@@ -1,0 +1,172 @@
+"""Supernet: sub-networks equal their extracted models, training learns, kill-and-resume is exact,
+estimator=supernet drives a search, the CLI trains and resumes (tiny space, digits, 32x32)."""
+import dataclasses
+import random
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from mnas.data import load
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.estimate import make_estimator
+from mnas.models import build, get_model
+from mnas.search import SearchSettings, run_search
+from mnas.space import load_space
+from mnas.stats import count
+from mnas.supernet import Supernet, SupernetSettings, train_supernet
+from mnas.supernet.train import cache_dir
+
+# Stride 16 in all, so the proxy rule sets the stem's stride to 1; expand 1 makes depthwise-separable blocks;
+# kernels 3/5/7 exercise the kernel transforms; stage 2 has stride 1 (a residual can cross the stage boundary).
+TINY = """
+name: tiny
+resolution: 64
+num_classes: 10
+stem: {kernel: 3, stride: 2, out: 8, act: hswish}
+block: {kernel: [3, 5, 7], expand: [1, 3], se: [false, true], act: [relu, hswish]}
+stages:
+  - {depth: [1, 2], out: [8, 16], stride: 2}
+  - {depth: [1, 2], out: [16, 24], stride: 1}
+  - {depth: [1, 2], out: [24, 32], stride: 2}
+  - {depth: [1], out: [32, 40], stride: 2}
+head: {out: 48, act: hswish}
+hidden: {out: 32, act: hswish}
+dropout: 0.1
+"""
+FAST = dict(batch_size=64, lr=0.4, label_smoothing=0.0, n_random=1, augment=False, max_stride=16)  # 16: cheaper
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    p = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    p.write_text(TINY)
+    return load_space(str(p))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits", val_size=0.2)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("supernets")
+
+
+@pytest.fixture(scope="module")
+def trained(space, digits, cache):
+    """A supernet trained 3 epochs (51 steps), in the cache where the estimator below finds it."""
+    s = SupernetSettings(epochs=3, **FAST)
+    net, info = train_supernet(space, digits, s, cache_dir(space, digits, s, cache), progress=False)
+    return net, info
+
+
+def _randomise(net):
+    """Give BatchNorm statistics and kernel transforms values that a slicing mistake would show."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith(("running_mean", "bias")):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif name.endswith(("running_var", "bn1.weight", "bn2.weight", "bn3.weight")):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif ".transforms." in name:
+                t.add_(torch.randn(t.shape, generator=g) * 0.1)
+
+
+def test_subnets_equal_their_extracted_models(space):
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10)
+    _randomise(net)
+    net.eval()
+    x = torch.randn(3, 3, 32, 32)
+    rng = random.Random(0)
+    archs = [space.extreme(True), space.extreme(False)] + [space.random_arch(rng) for _ in range(25)]
+    assert {b.type for a in archs for b in a.blocks} == {"ds", "ir"}
+    for arch in archs:
+        net.set_active(arch)
+        with torch.no_grad():
+            y_net = net(x)
+            model = net.extract(arch)
+            diff = (y_net - model(x)).abs().max().item()
+        assert diff < 1e-5, (diff, arch.to_string())
+        assert model.arch.blocks[0].stride == 2 and model.arch.stem.stride == 1  # the proxy rule
+        build(arch.replace(num_classes=10)).load_state_dict(model.state_dict())  # deployment shapes match
+    assert count(model.arch).params == sum(p.numel() for p in model.parameters())
+
+
+def test_archs_outside_the_space_are_refused(space):
+    net = Supernet(space, num_classes=10)
+    with pytest.raises(UserError, match="not in search space 'tiny'"):
+        net.set_active(get_model("mobilenet_v3_small", num_classes=10))
+    arch = space.extreme(False)
+    wide = arch.replace(blocks=arch.blocks[:-1] + (dataclasses.replace(arch.blocks[-1], out=64),))
+    with pytest.raises(UserError, match="not in search space"):
+        net.set_active(wide)
+
+
+def test_supernet_learns(space, digits, trained, cache):
+    net, info = trained
+    assert info["complete"] and info["step"] == info["total"] == 3 * (len(digits.train) // 64)
+    log = pd.read_csv(cache_dir(space, digits, SupernetSettings(epochs=3, **FAST), cache) / "log.csv")
+    assert log["loss_largest"].notna().all() and log["loss_largest"].iloc[-1] < log["loss_largest"].iloc[0] - 0.3
+    est = make_estimator("supernet", digits, space=space, epochs=3, cache_dir=cache, val_images=200, **FAST)
+    assert est.supernet.state_dict()["classifier.fc.weight"].equal(net.state_dict()["classifier.fc.weight"])
+    assert est(space.extreme(True)) > 0.25  # chance is 0.1
+
+
+def test_kill_and_resume_is_exact(space, digits, tmp_path):
+    small = load("digits", val_size=0.2, train_subset=128)
+    s = SupernetSettings(epochs=2, **dict(FAST, batch_size=32, augment=True))  # 4 steps per epoch, stop mid-epoch
+    whole, info = train_supernet(space, small, s, tmp_path / "whole", progress=False)
+    part, info_part = train_supernet(space, small, s, tmp_path / "killed", max_steps=3, progress=False)
+    assert info_part["step"] == 3 and not info_part["complete"]
+    resumed, info_resumed = train_supernet(space, small, s, tmp_path / "killed", progress=False)
+    assert info_resumed["step"] == info["step"] == 8 and info_resumed["complete"]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert all(a[k].equal(b[k]) for k in a)
+    torch.manual_seed(s.seed)
+    assert not Supernet(space, 10).state_dict()["classifier.fc.weight"].equal(a["classifier.fc.weight"])
+    with pytest.raises(UserError, match="another schedule"):
+        train_supernet(space, small, dataclasses.replace(s, epochs=3), tmp_path / "killed", progress=False)
+
+
+def test_search_with_supernet_estimator(space, digits, trained, cache, tmp_path):
+    est = make_estimator("supernet", digits, space=space, epochs=3, cache_dir=cache, val_images=200, **FAST)
+    latency = lambda arch: count(arch).macs / 1e6  # noqa: E731
+    budget = sorted(latency(space.random_arch(random.Random(i))) for i in range(30))[24]
+    best = run_search(space, latency, est, SearchSettings(budget_ms=budget, sampler="random", n_trials=5),
+                      tmp_path, progress=False)
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert (trials["state"] == "COMPLETE").sum() == 5 and best["latency_ms"] <= budget
+    assert 0 < best["accuracy"] <= 1 and best["accuracy"] == est(ArchConfig.from_string(best["arch"]))
+
+
+def test_cli_trains_and_resumes(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    args = [sys.executable, "-m", "mnas.supernet", f"space.name={path}", "data=digits", "data.train_subset=256",
+            "epochs=1", "batch_size=64", "n_random=0", "max_stride=16", f"cache_dir={tmp_path}", "threads=1"]
+    out = subprocess.run(args + ["max_steps=2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "stopped at step 2/4" in out.stdout
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "largest sub-network: val_acc" in out.stdout and "python -m mnas.search estimator=supernet" in out.stdout
+
+
+def test_unknown_option_is_one_clear_error(digits, space):
+    with pytest.raises(UserError, match="unknown supernet option.*bogus.*allowed epochs"):
+        make_estimator("supernet", digits, space=space, bogus=1)
