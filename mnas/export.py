@@ -73,22 +73,32 @@ def open_source(source) -> tuple[nn.Module, dict]:
         return load_checkpoint(str(path)), {"source": str(path), "weights": "checkpoint"}
     if not path.is_dir():
         raise UserError(f"run={path} not found: pass a run directory (search, prune or train) or a checkpoint .pt")
-    ckpt, best = checkpoint_in(path), path / "best.json"
+    ckpt, best, arch_file = checkpoint_in(path), path / "best.json", path / "arch.json"
     arch = None
     if best.is_file():
         arch_string = json.loads(best.read_text()).get("arch")
         if not arch_string:
             raise UserError(f"{best} names no arch (no trial of that search met its budget)")
-        arch = ArchConfig.from_string(arch_string)
+        arch, arch_file = ArchConfig.from_string(arch_string), best
+    elif arch_file.is_file():
+        arch = ArchConfig.from_json(arch_file.read_text())
     if ckpt is None and arch is None:
-        raise UserError(f"{path} holds neither a checkpoint (*.pt) nor best.json: pass a search, prune or train run "
+        raise UserError(f"{path} holds neither a checkpoint (*.pt) nor best.json/arch.json: pass a search, prune or train run "
                         "directory, or a checkpoint file")
     if ckpt is None:
-        return build(arch).eval(), {"source": str(best), "weights": "untrained"}
+        return build(arch).eval(), {"source": str(arch_file), "weights": "untrained"}
     model = load_checkpoint(str(ckpt))
-    if arch is not None and model.arch.replace(num_classes=arch.num_classes, dropout=arch.dropout) != arch:
-        raise UserError(f"{ckpt} holds another arch than {best}: pass run={ckpt} to export the checkpoint as saved")
-    return model, {"source": str(ckpt), "weights": "checkpoint"}
+    if arch is None:
+        return model, {"source": str(ckpt), "weights": "checkpoint"}
+    # Runs train the proxy variant (mnas.proxy: fewer early strides, the proxy task's classes); what ships is the
+    # deployment arch of the run (best.json / arch.json) with those weights: the parameter shapes are the same.
+    deploy = build(arch.replace(num_classes=model.arch.num_classes, dropout=model.arch.dropout)).eval()
+    try:
+        deploy.load_state_dict(model.state_dict())
+    except RuntimeError:
+        raise UserError(f"{ckpt} holds another arch than {arch_file}: pass run={ckpt} to export the checkpoint "
+                        "as saved") from None
+    return deploy, {"source": str(ckpt), "weights": "checkpoint", "deployment_arch": str(arch_file)}
 
 
 def export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> np.ndarray:

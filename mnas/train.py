@@ -22,6 +22,7 @@ from mnas import data as datasets
 from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.models import build, get_model
+from mnas.proxy import proxy_arch
 
 OPTIMIZERS = ("sgd", "rmsprop")
 COLUMNS = ["epoch", "train_loss", "val_acc", "val_loss", "lr", "img_per_s", "seconds"]
@@ -188,14 +189,17 @@ def _reason(e: Exception, limit: int = 200) -> str:
 
 def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=32, data="fashion_mnist",
               data_root=None, val_size=0.1, train_subset=None, epochs=1, batch_size=128, lr=0.05, optimizer="sgd",
-              threads=None, seed=0, max_steps=None, out_dir=None, progress=True):
-    """Train baseline `model` (built for `resolution`, trained at `proxy_resolution`) on dataset `data`; write
-    config.yaml, metrics.csv and checkpoint.pt to out_dir (default runs/train/<timestamp>/). Returns the metrics."""
+              threads=None, seed=0, max_steps=None, out_dir=None, progress=True, max_stride=8):
+    """Train baseline `model` on dataset `data` as its proxy variant (mnas.proxy: same layers, earliest strides set
+    to 1 until the total stride is <= max_stride, trained at `proxy_resolution`); write config.yaml, metrics.csv,
+    checkpoint.pt (the proxy network) and arch.json (the deployment arch, built for `resolution`) to out_dir
+    (default runs/train/<timestamp>/). Returns the metrics."""
     config = {k: v for k, v in locals().items() if k != "progress"}
     get_model(model, width, resolution)  # bad input fails now, before loading data or making the run dir
     check_args(epochs, batch_size, lr, optimizer, max_steps)
     ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset)
-    net = build(get_model(model, width, resolution, num_classes=ds.num_classes))
+    deploy = get_model(model, width, resolution, num_classes=ds.num_classes)
+    net = build(proxy_arch(deploy, ds.num_classes, max_stride))
     if out_dir is None:
         from mnas.cli import new_run_dir  # runs/train/<YYYYmmdd-HHMMSS>, never an existing folder
         out_dir = new_run_dir("train")
@@ -209,6 +213,8 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=
                       resolution=proxy_resolution, threads=threads, max_steps=max_steps, seed=seed,
                       progress=progress, log=lambda row: (writer.writerow(row), f.flush()))
     save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net, metrics)
+    with open(os.path.join(out_dir, "arch.json"), "w") as f:
+        f.write(deploy.to_json(indent=2))
     print(f"{model} x{width} on {data} ({len(ds.train)} train images, {proxy_resolution}px): "
           f"val_acc {metrics['val_acc']:.4f}, val_loss {metrics['val_loss']:.4f}, "
           f"{metrics['img_per_s']:.0f} img/s, {metrics['seconds']:.0f} s -> {out_dir}")

@@ -144,8 +144,10 @@ def test_run_directory_sources(tmp_path):
     save_checkpoint(str(search / "model.pt"), build(get_model("mobilenet_v2", 0.35, 32)))
     with pytest.raises(UserError, match="holds another arch than .*best.json"):
         export(search, tmp_path / "e3", formats="json")
+    assert export(tmp_path / "e2", tmp_path / "e4", formats="json")["weights"] == "untrained"  # only arch.json
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds neither a checkpoint"):
-        export(tmp_path / "e2", tmp_path / "e4")
+        export(tmp_path / "empty", tmp_path / "e6")
     with pytest.raises(UserError, match="not found"):
         export(tmp_path / "nowhere", tmp_path / "e5")
 
@@ -192,3 +194,18 @@ def test_cli_main_on_a_train_run(tmp_path, capsys):
         main(cfg)
     with pytest.raises(UserError, match="pass either run="):
         main(dict(cfg, model="mobilenet_v2"))
+
+
+def test_proxy_trained_run_exports_its_deployment_arch(tmp_path):
+    """A run trains the proxy variant (fewer early strides); the export is the deployment arch with its weights."""
+    from mnas.proxy import proxy_arch
+    deploy = get_model("mobilenet_v3_small", 0.5, 64, num_classes=10)
+    trained = build(proxy_arch(deploy, 10))
+    run = tmp_path / "run"
+    save_checkpoint(str(run / "checkpoint.pt"), trained)
+    (run / "arch.json").write_text(deploy.to_json())
+    m = export(run, run / "export", formats="pt,onnx")
+    assert m["arch"] == deploy.to_string() and m["files"]["onnx"]["input_shape"][-1] == 64
+    shipped = mnas.load(run / "export" / "model.pt")
+    assert shipped.arch == deploy
+    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in trained.state_dict().items())
