@@ -9,6 +9,8 @@ import torch
 import yaml
 
 from mnas import data, train
+from mnas.arch import ArchConfig
+from mnas.proxy import proxy_arch
 from mnas.errors import UserError
 from mnas.models import build, get_model
 
@@ -114,13 +116,15 @@ def test_run_train_writes_run_dir(tmp_path, capsys):
     out = tmp_path / "run"
     metrics = train.run_train(model="mobilenet_v1", width=0.25, data="digits", batch_size=64, max_steps=3,
                               out_dir=str(out), progress=False)
-    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.yaml", "metrics.csv"]
+    assert sorted(os.listdir(out)) == ["arch.json", "checkpoint.pt", "config.yaml", "metrics.csv"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"] == "mobilenet_v1" and config["max_steps"] == 3 and config["out_dir"] == str(out)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 1 and list(rows[0]) == train.COLUMNS and 0 <= float(rows[0]["val_acc"]) <= 1
     model = train.load_checkpoint(str(out / "checkpoint.pt"))
     assert model.arch.num_classes == 10 and model.arch.resolution == 224
+    deploy = ArchConfig.from_json((out / "arch.json").read_text())  # the arch it ships as; trained as its proxy
+    assert model.arch == proxy_arch(deploy, 10) and model.arch != deploy
     assert metrics["steps"] == 3 and "val_acc" in capsys.readouterr().out
 
 
@@ -141,7 +145,7 @@ def cli(*args):
 def test_cli_trains_digits(tmp_path):
     r = cli("model=mobilenet_v1", "width=0.25", "data=digits", "max_steps=2", "threads=1", f"out_dir={tmp_path}")
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt", "config.yaml", "metrics.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["arch.json", "checkpoint.pt", "config.yaml", "metrics.csv"]
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data"] == "digits"
 
 
