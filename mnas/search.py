@@ -235,9 +235,15 @@ def main(cfg) -> dict:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
     print(f"{space.describe()}; device {device}; budget {budget:g} ms; estimator {c['estimator']['name']} on "
           f"{d['name']} ({d.get('proxy_resolution', 32)}px proxy); run dir {out_dir}")
-    return run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
+    best = run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
                       resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
                                                           "data": d["name"], "estimator": c["estimator"]["name"]})
+    pipe = dict(c.get("pipeline") or {})
+    if pipe.pop("enabled", False):
+        from mnas.pipeline import PipelineSettings, run_pipeline
+        run_pipeline(out_dir, estimator, data, latency_fn, device,
+                     PipelineSettings(resolution=d.get("proxy_resolution", 32), seed=c["seed"], **pipe))
+    return best
 
 
 if __name__ == "__main__":

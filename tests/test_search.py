@@ -112,3 +112,18 @@ def test_two_workers_share_one_journal(tmp_path, space, estimator):
     study = optuna.load_study(study_name="mnas-search", storage=optuna.storages.journal.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
+
+
+def test_pipeline_finetunes_prunes_and_exports_the_best_arch(tmp_path, space, estimator):
+    from mnas.arch import ArchConfig
+    from mnas.pipeline import PipelineSettings, run_pipeline
+    s = SearchSettings(budget_ms=100, sampler="random", n_trials=3)
+    best = run_search(space, mac_latency, estimator, s, tmp_path, progress=False)
+    p = PipelineSettings(finetune_steps=4, prune="0.9x", export="json,onnx", batch_size=32)
+    run_pipeline(tmp_path, estimator, estimator.data, mac_latency, "test", p, progress=False)
+    assert (tmp_path / "model.pt").exists()
+    result = json.loads((tmp_path / "prune" / "result.json").read_text())
+    assert result["final"]["latency_ms"] <= 0.9 * best["latency_ms"] + 1e-9
+    manifest = json.loads((tmp_path / "export" / "export.json").read_text())
+    pruned = ArchConfig.from_json((tmp_path / "prune" / "arch.json").read_text())
+    assert manifest["ok"] and ArchConfig.from_string(manifest["arch"]).blocks == pruned.blocks

@@ -1,0 +1,85 @@
+"""After the search: fine-tune the best arch, prune it NetAdapt-style toward an extra speed-up, export it.
+
+`python -m mnas.search` runs this on its run directory when the search found an arch within budget:
+    <run>/model.pt           the best arch's proxy network, weights inherited from the supernet (or from scratch
+                             with estimator=train), fine-tuned
+    <run>/prune/             mnas.prune's run on it (history.csv, path.png, model.pt, arch.json, result.json)
+    <run>/export/            mnas.export of the pruned model (arch JSON/string, model.pt, model.onnx checked)
+Each step is skipped when its output exists, so a rerun with resume=<run> finishes what a kill interrupted.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnas.arch import ArchConfig
+from mnas.errors import UserError
+from mnas.models import build
+from mnas.proxy import proxy_arch
+from mnas.train import evaluate, fit, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class PipelineSettings:
+    finetune_steps: int = 300      # fine-tune of the best arch before pruning (inherited weights need little)
+    lr: float = 0.02
+    prune: str | None = "0.9x"     # extra speed-up target for NetAdapt after the budget (null = no pruning)
+    prune_scale: str = "quick"     # netadapt settings: quick | full (see conf/prune.yaml)
+    export: str | None = "json,string,pt,onnx"  # formats (null = no export)
+    max_stride: int = 8
+    resolution: int = 32
+    batch_size: int = 128
+    seed: int = 0
+
+
+def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSettings, progress: bool = True):
+    """<run>/model.pt: the best arch's proxy network, inherited weights when the estimator has them, fine-tuned."""
+    path = run / "model.pt"
+    if path.exists():
+        return load_checkpoint(str(path))
+    if hasattr(estimator, "extract"):
+        model, source = estimator.extract(arch), "supernet"
+    else:
+        model, source = build(proxy_arch(arch, data.num_classes, p.max_stride)), "scratch"
+    metrics = fit(model, data, max_steps=p.finetune_steps, batch_size=p.batch_size, lr=p.lr,
+                  resolution=p.resolution, seed=p.seed, progress=progress)
+    test_acc = evaluate(model, data.test, p.resolution)[0]
+    save_checkpoint(str(path), model, dict(source=source, steps=p.finetune_steps, val_acc=metrics["val_acc"],
+                                           test_acc=test_acc))
+    print(f"fine-tuned the best arch ({source} weights, {p.finetune_steps} steps): proxy val "
+          f"{100 * metrics['val_acc']:.2f}%, test {100 * test_acc:.2f}% -> {path}")
+    return model
+
+
+def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: PipelineSettings, progress: bool = True):
+    """Fine-tune -> prune -> export the best arch of the search in `run` (see the module doc)."""
+    from mnas.export import export
+    from mnas.netadapt import Settings
+    from mnas.prune import run_prune
+
+    best = json.loads((run / "best.json").read_text())
+    if not best.get("arch"):
+        print("no arch met the budget: nothing to fine-tune, prune or export")
+        return None
+    arch = ArchConfig.from_string(best["arch"])
+    model = finetune_best(run, arch, estimator, data, p, progress)
+    source = run
+    if p.prune:
+        scales = {"quick": dict(finetune_steps=20, eval_images=500, delta=0.075, decay=0.9, batch_size=64),
+                  "full": dict(finetune_steps=300, eval_images=2000, delta=0.05, decay=0.96, batch_size=128)}
+        if p.prune_scale not in scales:
+            raise UserError(f"pipeline.prune_scale={p.prune_scale!r} is invalid: use one of {', '.join(scales)}")
+        s = Settings(resolution=p.resolution, seed=p.seed, **scales[p.prune_scale])
+        try:
+            result = run_prune(arch, data, p.prune, latency_fn, run / "prune", s, checkpoint=str(run / "model.pt"),
+                               init="checkpoint", final_steps=p.finetune_steps, max_stride=p.max_stride,
+                               device=device, progress=progress)
+        except UserError as e:  # e.g. a target the arch cannot reach: the search's own results stand
+            print(f"pruning not done: {e}")
+        else:
+            print(f"pruned: {result['start_ms']:.2f} -> {result['final']['latency_ms']:.2f} ms predicted "
+                  f"({result['speedup_predicted']:.2f}x), proxy test {100 * result['final']['test_acc']:.2f}%")
+            source = run / "prune"
+    if p.export and not (run / "export").exists():
+        manifest = export(source, run / "export", formats=p.export)
+        print(f"exported {', '.join(manifest['files'])} -> {run / 'export'}")
+    return model
