@@ -1,0 +1,451 @@
+"""Side by side with hand-designed MobileNets: `python -m mnas.compare device=pixel budget=15ms run=<search run dir>`.
+
+Trains MobileNetV1/V2/V3 variants, the search's found arch (`run=`, its best.json `arch`) and the pruned arch
+(`pruned=<prune run dir>`, or the newest prune run of that search) with ONE recipe on the proxy task: every arch's
+proxy variant (mnas.proxy, total stride <= max_stride) trained from scratch by mnas.train.fit, once per seed. A
+resolution variant (e.g. MobileNetV2 at 160) trains at a proportionally scaled proxy resolution: proxy x r / 224,
+rounded to the nearest multiple of 4 (32px proxy: 224->32, 192->28, 160->24, 128->20, 96->12). Each finished
+training is saved at once under cache_dir (runs/compare/cache/<hash of arch, proxy resolution, recipe, seed>.json),
+so a rerun, or a run cut short, trains only what is missing. Accuracy is on the proxy task's test split; latency
+is predicted for the deployment shape (predict(arch, device)) and, on a device measured on this machine (cpu),
+also measured (measure_archs, all networks interleaved).
+
+Writes runs/compare/<device>/<time>/: config.yaml, comparison.csv (COLUMNS), pareto.png, report.md with the
+acceptance checks. A "win" is a mean difference larger than the combined spread sqrt(std_a^2 + std_b^2).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from tqdm import tqdm
+
+from mnas import data as datasets
+from mnas.arch import ArchConfig
+from mnas.cli import new_run_dir, parse_ms, to_plain
+from mnas.errors import UserError
+from mnas.latency import predict
+from mnas.latency.table import load_device
+from mnas.models import build, get_model
+from mnas.proxy import proxy_arch
+from mnas.stats import count
+from mnas.train import evaluate, fit
+
+# family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other deployment resolutions
+FAMILIES = {"v1": ("mobilenet_v1", "MobileNetV1"), "v2": ("mobilenet_v2", "MobileNetV2"),
+            "v2_res": ("mobilenet_v2", "MobileNetV2"), "v3_large": ("mobilenet_v3_large", "MobileNetV3-Large"),
+            "v3_small": ("mobilenet_v3_small", "MobileNetV3-Small")}
+V1_V2 = ("v1", "v2", "v2_res")
+SPEEDUP = 1.5  # check (b): at equal accuracy, at least this much faster than the V2 width curve
+COLUMNS = ["model", "family", "width", "resolution", "proxy_resolution", "latency_ms", "measured_ms", "macs", "params",
+           "test_acc", "test_std", "val_acc", "val_std", "seeds", "test_acc_per_seed", "arch"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything besides the arch and the seed that decides a training's result (part of the cache key)."""
+    data: str
+    data_root: str | None = None
+    val_size: float | int = 0.1
+    train_subset: int | None = None
+    test_images: int | None = None  # evaluate on this many (seeded) test images; None = the whole test split
+    proxy_resolution: int = 32
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 128
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    bn_recalibration: bool = True
+    max_stride: int = 8
+
+    def load_data(self) -> datasets.Dataset:
+        ds = datasets.load(self.data, root=self.data_root, val_size=self.val_size, seed=0,
+                           train_subset=self.train_subset)
+        if self.test_images and self.test_images < len(ds.test):
+            keep = torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(0))[:self.test_images]
+            ds.test = ds.test.take(keep.sort().values)
+        return ds
+
+
+def scaled_proxy(resolution: int, base: int, proxy: int) -> int:
+    """Proxy resolution of a deployment resolution: proxy * resolution / base, to the nearest multiple of 4 (>= 8)."""
+    return max(8, 4 * int(proxy * resolution / base / 4 + 0.5))
+
+
+def wins(a_mean, a_std, b_mean, b_std) -> bool:
+    """a beats b: its mean is higher by more than the combined spread sqrt(std_a^2 + std_b^2)."""
+    return a_mean - b_mean > float(np.hypot(a_std, b_std))
+
+
+def latency_at_accuracy(latency, accuracy, target) -> float | None:
+    """Latency of the curve through (latency, accuracy) points at accuracy `target`, linearly interpolated on its
+    upper envelope (points sorted by latency, each more accurate than every faster one); None outside its range."""
+    order = np.argsort(np.asarray(latency, float), kind="stable")
+    lat, acc = np.asarray(latency, float)[order], np.asarray(accuracy, float)[order]
+    keep = acc > np.maximum.accumulate(np.r_[-np.inf, acc[:-1]])
+    lat, acc = lat[keep], acc[keep]
+    if not acc[0] <= target <= acc[-1]:
+        return None
+    return float(np.interp(target, acc, lat))
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def read_search_run(run) -> tuple[ArchConfig, dict, dict]:
+    """(found arch, best.json, config.yaml or {}) of a search run directory; anything wrong is a UserError."""
+    run = Path(run)
+    if not (run / "best.json").is_file():
+        raise UserError(f"run={run} is not a search run directory (no best.json there): pass runs/search/<device>/<t>")
+    try:
+        best = json.loads((run / "best.json").read_text())
+        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"search run {run} is corrupt: its best.json or config.yaml does not parse "
+                        f"({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(best, dict) or not best.get("arch"):
+        raise UserError(f"search run {run} has no arch within its budget (best.json 'arch' is missing or null)")
+    return _arch(best["arch"], run / "best.json"), best, config if isinstance(config, dict) else {}
+
+
+def _arch(text, where) -> ArchConfig:
+    try:
+        return ArchConfig.from_string(text)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"{where}: invalid arch string ({' '.join(str(e).split())[:120]})") from None
+
+
+def find_pruned(pruned, run, device: str) -> Path | None:
+    """The prune run to compare: `pruned` itself, or for 'auto' the newest runs/prune/<device>/* made from `run`."""
+    if pruned in (None, "none", False):
+        return None
+    if pruned != "auto":
+        return Path(pruned)
+    if run is None:
+        return None
+    for d in sorted(Path("runs", "prune", device).glob("*/"), reverse=True):
+        try:
+            cfg = yaml.safe_load((d / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        source = cfg.get("search") if isinstance(cfg, dict) else None
+        if (d / "result.json").is_file() and source and Path(source).resolve() == Path(run).resolve():
+            return d
+    return None
+
+
+def read_pruned(path: Path) -> ArchConfig:
+    if not (path / "result.json").is_file():
+        raise UserError(f"pruned={path} is not a finished prune run directory (no result.json there)")
+    try:
+        arch = json.loads((path / "result.json").read_text())["final"]["arch"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise UserError(f"prune run {path} is corrupt: its result.json lacks final.arch") from None
+    return _arch(arch, path / "result.json")
+
+
+def variant_rows(variants: dict, resolution: int) -> list[dict]:
+    """One row (model, family, width, resolution, arch) per baseline variant; v2_res lists resolutions."""
+    rows = []
+    for family, values in variants.items():
+        if family not in FAMILIES:
+            raise UserError(f"unknown family {family!r}: use {', '.join(FAMILIES)}")
+        name, label = FAMILIES[family]
+        for v in values or []:
+            width, res = (1.0, int(v)) if family == "v2_res" else (float(v), resolution)
+            rows.append(dict(model=f"{label} {width}" + (f" r{res}" if family == "v2_res" else ""), family=family,
+                             width=width, resolution=res, arch=get_model(name, width, res)))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ training
+def cache_key(arch: ArchConfig, proxy_res: int, recipe: Recipe, seed: int) -> str:
+    key = {"arch": arch.to_string(), "proxy_resolution": proxy_res, "recipe": asdict(recipe), "seed": seed}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def train_one(arch: ArchConfig, proxy_res: int, recipe: Recipe, data, seed: int, threads=None) -> dict:
+    """Train arch's proxy variant from scratch with the recipe; its val and test accuracy."""
+    torch.manual_seed(seed)
+    model = build(proxy_arch(arch, data.num_classes, recipe.max_stride))
+    m = fit(model, data, epochs=recipe.epochs, max_steps=recipe.max_steps, batch_size=recipe.batch_size,
+            lr=recipe.lr, optimizer=recipe.optimizer, weight_decay=recipe.weight_decay,
+            label_smoothing=recipe.label_smoothing, resolution=proxy_res, seed=seed, threads=threads,
+            progress=False, bn_recalibration=recipe.bn_recalibration)
+    test_acc, test_loss = evaluate(model, data.test, proxy_res)
+    return dict(val_acc=m["val_acc"], val_loss=m["val_loss"], test_acc=test_acc, test_loss=test_loss,
+                steps=m["steps"], seconds=m["seconds"], img_per_s=m["img_per_s"])
+
+
+def read_cache(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"cached training {path} is corrupt: delete it and rerun (it is trained again)") from None
+
+
+def train_all(rows: list[dict], recipe: Recipe, data, seeds: int, cache_dir: Path, threads=None,
+              progress: bool = True) -> tuple[dict, int]:
+    """{(row index, seed): result} for every row and seed, from the cache or trained now (seed-major, each saved at
+    once); and the number trained now."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = {(i, s): cache_dir / f"{cache_key(r['arch'], r['proxy_resolution'], recipe, s)}.json"
+             for s in range(seeds) for i, r in enumerate(rows)}
+    results = {k: read_cache(p) for k, p in paths.items()}
+    todo = [k for k, v in results.items() if v is None]
+    for i, s in tqdm(todo, desc="compare: training", unit="training", disable=not progress):
+        r = rows[i]
+        res = dict(train_one(r["arch"], r["proxy_resolution"], recipe, data, s, threads), model=r["model"],
+                   arch=r["arch"].to_string(), proxy_resolution=r["proxy_resolution"], seed=s, recipe=asdict(recipe))
+        paths[i, s].with_suffix(".tmp").write_text(json.dumps(res, indent=1))
+        os.replace(paths[i, s].with_suffix(".tmp"), paths[i, s])  # atomic: a cut-short run leaves no half file
+        results[i, s] = res
+    return results, len(todo)
+
+
+def table(rows: list[dict], results: dict, seeds: int, device: str, measure_fn=None) -> pd.DataFrame:
+    measured = measure_fn([r["arch"] for r in rows]) if measure_fn else [None] * len(rows)
+    out = []
+    for i, (r, ms) in enumerate(zip(rows, measured)):
+        test = np.array([results[i, s]["test_acc"] for s in range(seeds)])
+        val = np.array([results[i, s]["val_acc"] for s in range(seeds)])
+        c = count(r["arch"])
+        out.append(dict(r, arch=r["arch"].to_string(), latency_ms=predict(r["arch"], device), measured_ms=ms,
+                        macs=c.macs, params=c.params, test_acc=test.mean(), test_std=test.std(ddof=1),
+                        val_acc=val.mean(), val_std=val.std(ddof=1), seeds=seeds,
+                        test_acc_per_seed=";".join(f"{a:.4f}" for a in test)))
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------ checks
+def _acc(r) -> str:
+    return f"{100 * r.test_acc:.2f} ± {100 * r.test_std:.2f}%"
+
+
+def check_budget(t: pd.DataFrame, m, budget_ms, col: str) -> tuple[str, str]:
+    """(a) within the budget, m beats (win rule) every V1/V2 variant whose latency fits it."""
+    if budget_ms is None:
+        return "n.a.", "no budget given"
+    if m[col] > budget_ms:
+        return "FAIL", f"{m.model} takes {m[col]:.2f} ms, over the budget {budget_ms:g} ms"
+    base = t[t.family.isin(V1_V2) & (t[col] <= budget_ms)]
+    if base.empty:
+        fastest = t[t.family.isin(V1_V2)].sort_values(col).head(1)
+        return "n.a.", (f"no V1/V2 variant fits {budget_ms:g} ms" + "".join(
+            f" (fastest: {b.model}, {b[col]:.2f} ms)" for _, b in fastest.iterrows()))
+    diff = lambda b: (f"{b.model} {_acc(b)} at {b[col]:.2f} ms: difference "  # noqa: E731
+                      f"{100 * (m.test_acc - b.test_acc):+.2f} vs spread {100 * np.hypot(m.test_std, b.test_std):.2f}")
+    lost = [b for _, b in base.iterrows() if not wins(m.test_acc, m.test_std, b.test_acc, b.test_std)]
+    head = f"{m.model} {_acc(m)} at {m[col]:.2f} ms vs {len(base)} V1/V2 variant(s) within {budget_ms:g} ms"
+    if lost:
+        return "FAIL", f"{head}; not beaten: " + "; ".join(diff(b) for b in lost)
+    return "PASS", f"{head}; beats all, the closest being " + diff(base.loc[base.test_acc.idxmax()])
+
+
+def check_speedup(t: pd.DataFrame, m, col: str) -> tuple[str, str]:
+    """(b) at m's accuracy, the V2 width curve's latency is >= SPEEDUP x m's."""
+    curve = t[t.family == "v2"]
+    if len(curve) < 2:
+        return "n.a.", "needs at least 2 MobileNetV2 widths"
+    ms = latency_at_accuracy(curve[col], curve.test_acc, m.test_acc)
+    lo, hi = curve.loc[curve.test_acc.idxmin()], curve.loc[curve.test_acc.idxmax()]
+    if ms is None:
+        where = (f"above its most accurate point ({hi.model} {_acc(hi)} at {hi[col]:.2f} ms, "
+                 f"{hi[col] / m[col]:.2f}x {m.model}'s latency)" if m.test_acc > hi.test_acc else
+                 f"below its least accurate point ({lo.model} {_acc(lo)} at {lo[col]:.2f} ms)")
+        return "n.a.", f"{m.model}'s accuracy {_acc(m)} lies outside the V2 width curve: {where}"
+    x = ms / m[col]
+    return ("PASS" if x >= SPEEDUP else "FAIL"), (f"the V2 curve reaches {m.model}'s {100 * m.test_acc:.2f}% at "
+                                                  f"{ms:.2f} ms vs {m[col]:.2f} ms: {x:.2f}x (needs >= {SPEEDUP:g}x)")
+
+
+def acceptance(t: pd.DataFrame, budget_ms) -> list[dict]:
+    cols = [("predicted", "latency_ms")] + ([("measured", "measured_ms")] if t.measured_ms.notna().all() else [])
+    out = []
+    for _, m in t[t.family.isin(["found", "pruned"])].iterrows():
+        for what, col in cols:
+            for name, (result, detail) in (("(a) best within budget", check_budget(t, m, budget_ms, col)),
+                                           (f"(b) >= {SPEEDUP:g}x faster than V2", check_speedup(t, m, col))):
+                out.append(dict(check=name, model=m.model, latency=what, result=result, detail=detail))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def plot(t: pd.DataFrame, budget_ms, device: str, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+    cols = [("latency_ms", "predicted")] + ([("measured_ms", "measured")] if t.measured_ms.notna().all() else [])
+    fig, axes = plt.subplots(1, len(cols), figsize=(7.5 * len(cols), 5), squeeze=False)
+    for ax, (col, what) in zip(axes[0], cols):
+        for i, family in enumerate(FAMILIES):
+            f = t[t.family == family]
+            if family == "v2_res":  # the resolution line runs through MobileNetV2 1.0 at the base resolution
+                f = pd.concat([f, t[(t.family == "v2") & (t.width == 1.0)]])
+            if f.empty:
+                continue
+            f = f.sort_values(col)
+            label = FAMILIES[family][1] + (" 1.0, resolution" if family == "v2_res" else ", width")
+            ax.errorbar(f[col], 100 * f.test_acc, yerr=100 * f.test_std, ms=4, capsize=2, color=f"C{i}", label=label,
+                        fmt="o--" if family == "v2_res" else "o-")
+            for _, r in f.iterrows():
+                ax.annotate(f"r{r.resolution}" if family == "v2_res" else f"{r.width:g}", (r[col], 100 * r.test_acc),
+                            fontsize=6, xytext=(3, -8), textcoords="offset points", color=f"C{i}")
+        for family, marker in (("found", "*"), ("pruned", "D")):
+            for _, r in t[t.family == family].iterrows():
+                ax.errorbar([r[col]], [100 * r.test_acc], yerr=[100 * r.test_std], fmt=marker, capsize=3, zorder=5,
+                            ms=14 if marker == "*" else 8, color="C3" if family == "found" else "C6", label=r.model)
+        if budget_ms is not None:
+            ax.axvline(budget_ms, color="k", ls=":", lw=1, label=f"budget {budget_ms:g} ms")
+        ax.set_xscale("log")
+        for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            axis(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel(f"{what} latency on {device} (ms, log scale)")
+        ax.set_ylabel("proxy test accuracy (%), mean ± std over seeds")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def machine() -> str:
+    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
+    cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), platform.machine())
+    return f"{platform.node()}, {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def markdown(df: pd.DataFrame) -> str:
+    cells = [[str(v) for v in row] for row in df.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [list(df.columns), ["---"] * df.shape[1], *cells])
+
+
+def report(t: pd.DataFrame, checks: list[dict], info: dict) -> str:
+    r, seeds, res, measured = info["recipe"], info["seeds"], info["resolution"], t.measured_ms.notna().all()
+    budget = "none" if info["budget_ms"] is None else f"{info['budget_ms']:g} ms"
+    show = pd.DataFrame({"model": t.model, "MMACs": (t.macs / 1e6).round(1), "Mparams": (t.params / 1e6).round(2),
+                         "predicted ms": t.latency_ms.round(2), "measured ms": t.measured_ms.astype(float).round(2),
+                         "proxy px": t.proxy_resolution, "test acc %": [_acc(x)[:-1] for _, x in t.iterrows()],
+                         "val acc %": (100 * t.val_acc).round(2)}).sort_values("predicted ms")
+    lines = [
+        f"# Comparison with hand-designed MobileNets on {info['device']}", "",
+        f"- **Accuracy** on the proxy task `{r.data}` ({info['images']}) at {r.proxy_resolution}x{r.proxy_resolution} "
+        f"(resolution variants at {r.proxy_resolution} x r / {res}, to the nearest multiple of 4), every arch's proxy "
+        f"variant (mnas.proxy: earliest strides set to 1 until total stride <= {r.max_stride}), trained from scratch; "
+        f"test-split accuracy, mean ± sample std over {seeds} seeds (0..{seeds - 1})"
+        + (" — fewer than 3 seeds: the spreads are unreliable" if seeds < 3 else "") + ".",
+        f"- **Latency** at the deployment shape {res}x{res}x3, 1000 classes (resolution variants at their own "
+        f"resolution), device `{info['device']}`: predicted (predict(arch, device))"
+        + (f"; measured here ({info['measure'] or 'measure_fn'})" if measured else "") + ".",
+        f"- **Budget** {budget}; **found**: {info['found'] or 'none (no run=)'}; **pruned**: {info['pruned'] or 'none'}"
+        " (its arch retrained from scratch with the same recipe, like every model here).",
+        f"- **Date** {info['date']}; **machine** {info['machine']}.",
+        f"- **Recipe** `{info['recipe_name']}`: " + ", ".join(f"{k}={v}" for k, v in asdict(r).items())
+        + f"; {info['trained']} trainings run now, {info['cached']} from the cache ({info['wall_s'] / 60:.1f} min).",
+        "- **Win rule**: a model beats another only when its mean accuracy is higher by more than the combined spread "
+        "sqrt(std_a² + std_b²); smaller differences are ties (short trainings are noisy and architectures differ by "
+        "1-2 points).", "", "## Acceptance checks", "",
+        "(a) at the budget, higher proxy test accuracy (win rule) than every V1/V2 variant whose latency fits; "
+        f"(b) at equal accuracy, >= {SPEEDUP:g}x faster than the MobileNetV2 width curve (its upper envelope, "
+        "linearly interpolated to the model's accuracy).", "",
+        markdown(pd.DataFrame(checks)) if checks else "n.a.: no found or pruned model (pass run=<search run dir>).",
+        "", "## Models", "", markdown(show if measured else show.drop(columns="measured ms")), "",
+        "Found and pruned archs:", ""]
+    lines += [f"- {x.model}: `{x.arch}`" for _, x in t[t.family.isin(["found", "pruned"])].iterrows()] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, budget_ms: float | None = None,
+                run=None, pruned="auto", resolution: int = 224, out_dir=None, cache_dir="runs/compare/cache",
+                threads=None, measure_fn=None, measure: str = "", recipe_name: str = "custom",
+                progress: bool = True) -> dict:
+    """The comparison described in the module docstring. `variants`: {family: widths (v2_res: resolutions)};
+    `measure_fn(archs) -> ms list` adds measured latency. Returns {table, checks, out_dir, trained}."""
+    start = time.perf_counter()
+    if not isinstance(seeds, int) or seeds < 2:
+        raise UserError(f"seeds={seeds!r} is invalid: use an integer >= 2 (3 or more for the report's spreads)")
+    load_device(device)  # an unknown device fails now
+    rows, pruned = variant_rows(variants, resolution), find_pruned(pruned, run, device)
+    for name, arch in (("found", run and read_search_run(run)[0]), ("pruned", pruned and read_pruned(pruned))):
+        if arch and arch.resolution != resolution:
+            raise UserError(f"the {name} arch is for {arch.resolution}x{arch.resolution} but resolution={resolution}:"
+                            f" compare at the arch's resolution (resolution={arch.resolution})")
+        if arch:
+            rows.append(dict(model=name, family=name, width=None, resolution=arch.resolution, arch=arch))
+    for r in rows:
+        r["proxy_resolution"] = scaled_proxy(r["resolution"], resolution, recipe.proxy_resolution)
+    if not rows:
+        raise UserError("nothing to compare: no variants (families/variants) and no run=")
+    data = recipe.load_data()
+    results, trained = train_all(rows, recipe, data, seeds, Path(cache_dir), threads, progress)
+    t = table(rows, results, seeds, device, measure_fn)
+    checks = acceptance(t, budget_ms)
+    out_dir = Path(out_dir) if out_dir else new_run_dir("compare", device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t.to_csv(out_dir / "comparison.csv", index=False)
+    info = dict(device=device, recipe=recipe, recipe_name=recipe_name, seeds=seeds, budget_ms=budget_ms,
+                resolution=resolution, found=str(run) if run else None, pruned=str(pruned) if pruned else None,
+                date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), measure=measure, trained=trained,
+                cached=len(results) - trained, wall_s=time.perf_counter() - start,
+                images=f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images")
+    title = (f"{recipe.data} proxy test accuracy vs {device} latency ({resolution}x{resolution}x3); recipe "
+             f"{recipe_name}, {seeds} seeds")
+    plot(t, budget_ms, device, out_dir / "pareto.png", title)
+    (out_dir / "report.md").write_text(report(t, checks, info))
+    for c in checks:
+        print(f"{c['result']:5} {c['check']}, {c['model']}, {c['latency']}: {c['detail']}")
+    print(f"{len(rows)} models x {seeds} seeds ({trained} trained now) -> {out_dir}/report.md")
+    return {"table": t, "checks": checks, "out_dir": out_dir, "trained": trained}
+
+
+def main(cfg) -> dict:
+    """Hydra config (conf/compare.yaml) -> plain arguments -> run_compare; writes config.yaml next to the report."""
+    from mnas.latency.profile import measure_archs
+
+    c = to_plain(cfg)
+    if c["recipe"] not in c["recipes"]:
+        raise UserError(f"recipe={c['recipe']!r} is invalid: use one of {', '.join(c['recipes'])}")
+    for key, value in c["recipes"][c["recipe"]].items():
+        c[key] = value if c.get(key) is None else c[key]
+    device = c["device"]["name"]
+    dev = load_device(device)
+    budget = None if c["budget"] is None else parse_ms(c["budget"])
+    best, search_cfg = read_search_run(c["run"])[1:] if c["run"] else ({}, {})
+    budget = best.get("budget_ms") if budget is None else budget
+    d = c.get("data") or search_cfg.get("data")
+    if not d:
+        raise UserError("no proxy task: pass data=<name> (e.g. data=fashion_mnist), or run=<search run dir> "
+                        "whose config.yaml names one")
+    families = c["families"] or list(c["variants"])
+    if unknown := set(families) - set(FAMILIES):
+        raise UserError(f"families={sorted(unknown)} are unknown: use {', '.join(FAMILIES)}")
+    from_data = dict(data=d["name"], data_root=d.get("root"), proxy_resolution=d.get("proxy_resolution", 32),
+                     **{k: d.get(k) if c[k] is None else c[k] for k in ("val_size", "train_subset")})  # else data's
+    recipe = Recipe(**from_data, **{f.name: c[f.name] for f in fields(Recipe) if f.name not in from_data})
+    measure_fn, measure = None, ""
+    if dev.get("live"):
+        measure = (f"{dev['runtime']}, {dev['threads']} thread(s), {dev['stat']} of {c['measure_repeats']} "
+                   "interleaved runs")
+        measure_fn = lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],  # noqa
+                                                 stat=dev["stat"])["ms"].tolist()
+    result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],
+                         c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
+                         c["recipe"])
+    (result["out_dir"] / "config.yaml").write_text(yaml.safe_dump(dict(c, data=d), sort_keys=False))
+    return result
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("compare", main)
