@@ -10,8 +10,8 @@ import torch
 import yaml
 
 import mnas.compare as compare
-from mnas.compare import (COLUMNS, Recipe, check_budget, check_speedup, find_pruned, latency_at_accuracy,
-                          run_compare, scaled_proxy, wins)
+from mnas.compare import Recipe, find_pruned, run_compare, scaled_proxy
+from mnas.compare_report import COLUMNS, check_budget, check_speedup, latency_at_accuracy, wins
 from mnas.errors import UserError
 from mnas.models import get_model
 
