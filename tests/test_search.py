@@ -1,7 +1,5 @@
 """Search: budget parsing, a tiny study on digits, resume, shared storage, outputs."""
 import json
-import subprocess
-import sys
 
 import optuna
 import pandas as pd
@@ -12,22 +10,9 @@ from mnas.data import load
 from mnas.errors import UserError
 from mnas.estimate import TrainEstimator
 from mnas.search import SearchSettings, open_study, run_search
-from mnas.space import load_space
 from mnas.stats import count
 
-TINY = """
-name: tiny
-resolution: 64
-num_classes: 10
-stem: {kernel: 3, stride: 2, out: 8, act: hswish}
-block: {kernel: [3, 5], expand: [3, 6], se: [false, true], act: [relu, hswish]}
-stages:
-  - {depth: [1, 2], out: [8, 16], stride: 2}
-  - {depth: [1, 2], out: [16, 24], stride: 2}
-head: {out: 64, act: hswish}
-hidden: {out: 0, act: hswish}
-dropout: 0.0
-"""
+
 
 
 def mac_latency(arch):
@@ -36,10 +21,8 @@ def mac_latency(arch):
 
 
 @pytest.fixture(scope="module")
-def space(tmp_path_factory):
-    p = tmp_path_factory.mktemp("space") / "tiny.yaml"
-    p.write_text(TINY)
-    return load_space(str(p))
+def space(tiny_space):
+    return tiny_space
 
 
 @pytest.fixture(scope="module")

@@ -9,26 +9,15 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """
-name: tiny
-resolution: 64
-num_classes: 10
-stem: {kernel: 3, stride: 2, out: 8, act: hswish}
-block: {kernel: [3, 5], expand: [3, 6], se: [false, true], act: [relu, hswish]}
-stages:
-  - {depth: [1, 2], out: [8, 16], stride: 2}
-  - {depth: [1, 2], out: [16, 24], stride: 2}
-head: {out: 64, act: hswish}
-hidden: {out: 0, act: hswish}
-dropout: 0.0
-"""
+
 
 
 def search_cmd(tmp_path, *args):
     space = tmp_path / "tiny.yaml"
-    space.write_text(TINY)
+    space.write_text(TINY_SPACE)
     return [sys.executable, "-m", "mnas.search", "device=pixel", "budget=1000ms", f"space.name={space}",
             "data=digits", "estimator.max_steps=3", "estimator.threads=1", "sampler=random", "pipeline.enabled=false",
             *args]

@@ -7,28 +7,15 @@ import pytest
 from mnas.errors import UserError
 from mnas.latency.ops import arch_ops
 from mnas.models import get_model
+from conftest import TINY_SPACE
 from mnas.space import available_spaces, load_space
 
-TINY = """
-name: tiny
-resolution: 64
-num_classes: 10
-stem: {kernel: 3, stride: 2, out: 8, act: hswish}
-block: {kernel: [3, 5], expand: [3, 6], se: [false, true], act: [relu, hswish]}
-stages:
-  - {depth: [1, 2], out: [8, 16], stride: 2}
-  - {depth: [1, 2], out: [16, 24], stride: 2}
-head: {out: 64, act: hswish}
-hidden: {out: 128, act: hswish}
-dropout: 0.1
-"""
+
 
 
 @pytest.fixture
-def tiny(tmp_path):
-    p = tmp_path / "tiny.yaml"
-    p.write_text(TINY)
-    return load_space(str(p))
+def tiny(tiny_space):
+    return tiny_space
 
 
 @pytest.mark.parametrize("name", ["v3_small", "v3_large"])
@@ -92,6 +79,6 @@ def test_unknown_space_lists_available():
 ])
 def test_malformed_space_names_the_key(tmp_path, edit, match):
     p = tmp_path / "bad.yaml"
-    p.write_text(edit(TINY))
+    p.write_text(edit(TINY_SPACE))
     with pytest.raises(UserError, match=match):
         load_space(str(p))
