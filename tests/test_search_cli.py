@@ -19,8 +19,8 @@ def search_cmd(tmp_path, *args):
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
     return [sys.executable, "-m", "mnas.search", "device=pixel", "budget=1000ms", f"space.name={space}",
-            "data=digits", "estimator.max_steps=3", "estimator.threads=1", "sampler=random", "pipeline.enabled=false",
-            *args]
+            "data=digits", "estimator=train", "estimator.max_steps=3", "estimator.threads=1", "sampler=random",
+            "pipeline.enabled=false", *args]
 
 
 def complete(storage) -> list:
