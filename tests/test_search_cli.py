@@ -24,7 +24,10 @@ def search_cmd(tmp_path, *args):
 
 
 def complete(storage) -> list:
-    study = optuna.load_study(study_name="mnas-search", storage=storage)
+    try:
+        study = optuna.load_study(study_name="mnas-search", storage=storage)
+    except KeyError:  # the database file exists, the study is not created in it yet
+        return []
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
