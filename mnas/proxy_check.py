@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mnas import data as datasets
 from mnas.arch import ArchConfig
+from mnas.cli import new_run_dir
 from mnas.errors import UserError
 from mnas.latency import predict
 from mnas.models import build
@@ -117,7 +118,8 @@ def plot(table, stats, title, path):
     for ax, x, label in ((axes[0], table["macs"] / 1e6, "MMACs at 224x224"),
                          (axes[1], table["pixel_ms"], "predicted Pixel-1 latency (ms)")):
         ax.errorbar(x, table["mean"] * 100, yerr=table["std"] * 100, fmt="o", capsize=3)
-        ax.set_xlabel(label)
+        ax.set_xscale("log")  # the archs are spread evenly in log MACs
+        ax.set_xlabel(label + ", log scale")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("proxy val accuracy (%), mean +- std over seeds")
     fig.suptitle(f"{title}\nseed-to-seed tau {stats['seed_tau']:.2f}, tau(acc, MACs) {stats['tau_macs']:.2f}, "
@@ -149,8 +151,8 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
                     resolution=32, space="v3_small", n=8, seeds=3, epochs=1, max_steps=None, batch_size=128, lr=0.1,
                     max_stride=8, threads=None, pool=1000, spread="macs", pick_seed=0, out_dir=None, resume=None,
                     progress=True):
-    """Run (or resume: resume=<run dir>, whose saved settings win except `seeds`, `threads`, `progress`) the
-    benchmark described in the module docstring. Returns {"table": DataFrame, "stats": dict, "out_dir": Path}."""
+    """Run (or resume: resume=<run dir>, whose saved settings win except `seeds`, `threads`, `progress`; a
+    larger `seeds` adds seeds) the benchmark described in the module docstring. Returns {"table": DataFrame, "stats": dict, "out_dir": Path}."""
     start = time.perf_counter()
     if resume:
         out_dir = Path(resume)
@@ -160,8 +162,8 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
     else:
         c = {k: v for k, v in locals().items() if k not in ("progress", "threads", "resume", "start")}
         c["data_options"] = dict(data_options or {})
-        out_dir = Path(out_dir) if out_dir else Path("runs", "proxy_check", data, time.strftime("%Y%m%d-%H%M%S"))
-        if (out_dir / "config.yaml").exists():
+        out_dir = Path(out_dir) if out_dir else None
+        if out_dir and (out_dir / "config.yaml").exists():
             raise UserError(f"{out_dir} already holds a proxy_check run: pass resume={out_dir} to continue it")
     loader = datasets.LOADERS.get(c["data"])
     known = set(inspect.signature(loader).parameters) - {"root"} if loader else set()
@@ -172,6 +174,7 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
                        train_subset=c["train_subset"], **c["data_options"])
     if not resume:
         c["archs"] = [a.to_string() for a in pick_archs(load_space(space), n, pool, pick_seed, spread)]
+        out_dir = out_dir or new_run_dir("proxy_check", data)
         out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
     archs = [ArchConfig.from_string(s) for s in c["archs"]]
