@@ -1,6 +1,7 @@
 """The search CLI as a user runs it: real processes, SIGKILL and resume, two workers on one study, bad input."""
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -31,6 +32,15 @@ def complete(storage) -> list:
     return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
+def finished_in_sqlite(path) -> int:
+    """Completed trials, read-only: polling through Optuna could race the worker's schema creation."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:  # no file, or no tables yet
+        return 0
+
+
 def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(search_cmd(tmp_path, "n_trials=8", f"out_dir={run}"), cwd=ROOT,
@@ -39,7 +49,7 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         time.sleep(0.5)
-        if (run / "study.db").exists() and len(complete(storage)) >= 2:
+        if finished_in_sqlite(run / "study.db") >= 2:
             break
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
