@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from decimal import Decimal
 from dataclasses import dataclass
 
 BLOCK_TYPES = ("conv", "ds", "ir")  # plain conv-bn-act, depthwise-separable (dw, pw), inverted residual (pw, dw, pwl)
@@ -135,6 +136,8 @@ class ArchConfig:
         _check(_is_int(self.hidden) and 0 <= self.hidden <= MAX_CHANNELS, "hidden", self.hidden,
                f"0 (none) or a unit count up to {MAX_CHANNELS}")
         _check(self.hidden_act in ACTIVATIONS, "hidden_act", self.hidden_act, f"one of {ACTIVATIONS}")
+        if not self.hidden:  # no hidden layer, no activation: one canonical form, so equal archs compare equal
+            object.__setattr__(self, "hidden_act", "hswish")
         _check(isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool) and 0 <= self.dropout < 1, "dropout", self.dropout,
                "a float in [0, 1)")
         object.__setattr__(self, "dropout", float(self.dropout))
@@ -169,7 +172,7 @@ class ArchConfig:
         toks = [f"r{self.resolution}", f"in{self.in_chans}", self.stem.to_string("stem")]
         toks += [b.to_string() for b in self.blocks] + [h.to_string("head") for h in self.head]
         toks += [f"fc{self.hidden}_{self.hidden_act}"] if self.hidden else []
-        toks += [f"cls{self.num_classes}_d{self.dropout!r}"]
+        toks += [f"cls{self.num_classes}_d{Decimal(repr(self.dropout)):f}"]  # positional: "-" separates tokens
         return "-".join(toks)
 
     @classmethod
@@ -191,7 +194,7 @@ class ArchConfig:
                 head.append(BlockConfig.from_string(tok, type="conv"))
             elif m := re.fullmatch(r"fc(\d+)_(\w+)", tok):
                 kw["hidden"], kw["hidden_act"] = int(m[1]), m[2]
-            elif m := re.fullmatch(r"cls(\d+)_d(\d+\.\d+(?:e-\d+)?|\d+e-\d+)", tok):
+            elif m := re.fullmatch(r"cls(\d+)_d(\d+(?:\.\d+)?)", tok):
                 kw["num_classes"], kw["dropout"] = int(m[1]), float(m[2])
             else:
                 raise ValueError(f"unknown token {tok!r} in arch string: allowed r<res> in<ch> stem_... "
