@@ -170,3 +170,19 @@ def test_cli_trains_and_resumes(tmp_path):
 def test_unknown_option_is_one_clear_error(digits, space):
     with pytest.raises(UserError, match="unknown supernet option.*bogus.*allowed epochs"):
         make_estimator("supernet", digits, space=space, bogus=1)
+
+
+def test_same_seed_and_cached_supernet_give_the_same_search(space, digits, trained, cache, tmp_path):
+    """Determinism: two searches (fresh estimators, as two processes would build) agree trial by trial."""
+    latency = lambda arch: count(arch).macs / 1e6  # noqa: E731
+    budget = sorted(latency(space.random_arch(random.Random(i))) for i in range(30))[24]
+    runs = []
+    for name in ("a", "b"):
+        est = make_estimator("supernet", digits, space=space, epochs=3, cache_dir=cache, val_images=200, **FAST)
+        s = SearchSettings(budget_ms=budget, sampler="tpe", n_trials=6, n_startup_trials=3, seed=7)
+        runs.append((run_search(space, latency, est, s, tmp_path / name, progress=False),
+                     pd.read_csv(tmp_path / name / "trials.csv")))
+    (best_a, trials_a), (best_b, trials_b) = runs
+    assert best_a == best_b
+    cols = ["arch", "accuracy", "latency_ms", "state"]
+    pd.testing.assert_frame_equal(trials_a[cols], trials_b[cols])
