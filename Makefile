@@ -4,7 +4,9 @@ PIP     := .venv/bin/pip
 DATA    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 RUN_ARGS ?= device=pixel budget=15ms
 
-.PHONY: setup data run test clean
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+
+.PHONY: setup data postgres run test clean
 
 setup: .venv/.installed data
 
@@ -21,10 +23,17 @@ data:
 	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' (tests do not need it)"; fi; \
 	fi
 
+# The several-workers test starts a throwaway PostgreSQL server; Debian's package, installed when run as root.
+postgres:
+	@if [ -z "$(PG_INITDB)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	  else echo "PostgreSQL missing: 'sudo apt-get install postgresql' (its test is skipped without it)"; fi; \
+	fi
+
 run: setup
 	$(PY) -m mnas.search $(RUN_ARGS)
 
-test: setup
+test: setup postgres
 	$(PY) -m pytest -q
 
 clean:

@@ -9,6 +9,7 @@ several workers can share one study (`storage=postgresql://...` or `storage=jour
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,16 @@ def open_storage(url: str):
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
-    except Exception as e:  # a bad URL, a missing driver or an unreachable server: one line
-        raise UserError(f"cannot open storage {url!r}: {str(e).splitlines()[0]} "
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        except (IntegrityError, ProgrammingError) as e:  # workers started together race to create the schema
+            if attempt == 5:
+                raise UserError(f"cannot create the study tables in {url!r}: {str(e).splitlines()[0]}") from None
+            time.sleep(0.2 + random.random())
+        except Exception as e:  # a bad URL, a missing driver or an unreachable server: one line
+            raise UserError(f"cannot open storage {url!r}: {str(e).splitlines()[0]} "
                         "(use sqlite:///<file>, postgresql://user@host/db or journal:<file>)") from None
 
 

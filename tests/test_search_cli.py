@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import postgres
 from conftest import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,34 @@ def test_two_workers_on_one_journal_finish_the_count_together(tmp_path):
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     done = complete(JournalStorage(JournalFileBackend(str(tmp_path / "shared.log"))))
     assert 6 <= len(done) <= 7  # MaxTrialsCallback: a worker may finish the one trial it had started
+
+
+@pytest.fixture
+def postgres_url():
+    """A real server; CI (MNAS_REQUIRE_POSTGRES=1, set by .ci/run) fails rather than skips without one."""
+    try:
+        url, stop = postgres.start()
+    except RuntimeError as e:
+        if os.environ.get("MNAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"MNAS_REQUIRE_POSTGRES=1 but {e}")
+        pytest.skip(f"no PostgreSQL server could be started here: {e}")
+    yield url
+    stop()
+
+
+def test_two_workers_on_one_postgresql_study_finish_the_count_together(tmp_path, postgres_url):
+    procs = [subprocess.Popen(search_cmd(tmp_path, "n_trials=6", f"storage={postgres_url}", f"seed={w}",
+                                         f"out_dir={tmp_path / f'w{w}'}"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for w in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name="mnas-search", storage=postgres_url).trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 6 <= len(done) <= 7 and len({t.number for t in done}) == len(done)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)  # none lost half-way
+    both = [pd.read_csv(tmp_path / f"w{w}" / "trials.csv") for w in range(2)]
+    assert all((t["state"] == "COMPLETE").sum() == len(done) for t in both)  # each worker sees the whole study
 
 
 @pytest.mark.parametrize("args,match", [
