@@ -16,7 +16,7 @@ def trials_frame(study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
-        rows.append({"number": t.number, "state": t.state.name, "accuracy": a.get("accuracy"),
+        rows.append({"number": t.number, "state": t.state.name, "accuracy": a.get("accuracy") if a.get("estimated") else None,
                      "latency_ms": a.get("latency_ms"), "macs": a.get("macs"), "params": a.get("params"),
                      "estimated": a.get("estimated"), "baseline": a.get("baseline"), "seconds": secs,
                      "arch": a.get("arch")})
@@ -63,6 +63,7 @@ def summary_table(trials: pd.DataFrame, budget_ms: float, best: int | None, top:
     for _, r in rows.iterrows():
         mark = "*" if r["number"] == best else " "
         what = r["baseline"] if isinstance(r["baseline"], str) else r["arch"][:60] + "..."
+        what += " (over budget)" if r["latency_ms"] > budget_ms else ""
         lines.append(f"{mark:2}{r['number']:>5} {100 * r['accuracy']:>6.2f} {r['latency_ms']:>7.2f} "
                      f"{r['macs'] / 1e6:>6.1f} {r['params'] / 1e6:>7.2f}  {what}")
     return "\n".join(lines)

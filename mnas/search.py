@@ -124,14 +124,17 @@ def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings):
         trial.set_user_attr("params", c.params)
         if s.objective == "constraint":
             trial.set_constraint("latency", lat - s.budget_ms)
-        if feasible or s.objective == "soft":
+        # over budget: not worth estimating (the constraint tells the sampler why), except an enqueued V3
+        # baseline, which the summary compares with the best whether or not it fits
+        estimated = feasible or s.objective == "soft" or "baseline" in trial.user_attrs
+        if estimated:
             t0 = time.perf_counter()
             acc = float(estimate_fn(arch))
             trial.set_user_attr("estimate_s", time.perf_counter() - t0)
         else:
-            acc = 0.0  # over budget: not worth estimating, and the constraint tells the sampler why
+            acc = 0.0
         trial.set_user_attr("accuracy", acc)
-        trial.set_user_attr("estimated", feasible or s.objective == "soft")
+        trial.set_user_attr("estimated", estimated)
         if multi:
             return acc, lat
         return acc * (lat / s.budget_ms) ** s.w if s.objective == "soft" else acc

@@ -36,10 +36,11 @@ def build(cfg: DictConfig) -> None:
         res, classes, rng = space.resolution, space.num_classes, random.Random(f"calibrate{cfg.seed}")
         extra = [space.random_arch(rng) for _ in range(cfg.calib_random)]
     archs = [f(resolution=res, num_classes=classes) for f in BASELINES.values()] + extra
-    df = build_table(_device(), keys, archs, repeats=cfg.repeats, warmup=cfg.warmup, chunk=cfg.chunk,
+    path = cfg.table or table_path(load_device(_device()))
+    df = build_table(_device(), keys, archs, path, repeats=cfg.repeats, warmup=cfg.warmup, chunk=cfg.chunk,
                      arch_repeats=cfg.arch_repeats, resolution=res, num_classes=classes)
     c = df.attrs["meta"]["calibration"]
-    print(f"{len(df)} ops in {table_path(load_device(_device()))}; calibration: measured = {c['a']:.3f} + "
+    print(f"{len(df)} ops in {path}; calibration: measured = {c['a']:.3f} + "
           f"{c['b']:.3f} * sum(ops) over {len(c['points'])} networks")
 
 

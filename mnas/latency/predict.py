@@ -15,8 +15,8 @@ from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.latency.ops import arch_ops
 from mnas.latency.profile import measure_archs, profile_ops, runtime_version
-from mnas.latency.table import (append_rows, empty_table, load_device, load_table, missing_key_error, ms_by_key,
-                                new_meta, save_table, table_path)
+from mnas.latency.table import (append_rows, empty_table, load_device, load_table, locked, missing_key_error,
+                                ms_by_key, new_meta, save_table, table_path)
 
 _CACHE: dict[Path, tuple[int, object, dict]] = {}  # table path -> (mtime, DataFrame, {key tuple: ms})
 
@@ -63,8 +63,9 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
 
     def save(rows):
         nonlocal df
-        df = append_rows(df, rows)
-        save_table(df, path)
+        with locked(path):  # merge into what is on disk now: another process may have added rows meanwhile
+            df = append_rows(load_table(device, path) if path.exists() else df, rows)
+            save_table(df, path)
     profile_ops(todo, cfg["runtime"], cfg["threads"], stat=cfg["stat"], on_chunk=save, progress=progress, **profile_kw)
     return df
 
@@ -83,11 +84,16 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
         m = measure_archs(new, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress)
         points = points + [{"arch": a.to_string(), "ms": float(ms), "spread": float(sp)}
                            for a, ms, sp in zip(new, m["ms"], m["spread"])]
-    ms = ms_by_key(df)
-    sums = [sum(ms[k.astuple()] for k in arch_ops(ArchConfig.from_string(p["arch"]))) for p in points]
-    a, b = fit_calibration(sums, [p["ms"] for p in points])
-    meta["calibration"] = {"a": a, "b": b, "points": points}
-    save_table(df, path)
+    with locked(path):  # points and rows another process saved meanwhile are kept
+        df = load_table(device, path)
+        meta = df.attrs["meta"]
+        theirs = meta.get("calibration", {}).get("points", [])
+        points = theirs + [p for p in points if p["arch"] not in {q["arch"] for q in theirs}]
+        ms = ms_by_key(df)
+        sums = [sum(ms[k.astuple()] for k in arch_ops(ArchConfig.from_string(p["arch"]))) for p in points]
+        a, b = fit_calibration(sums, [p["ms"] for p in points])
+        meta["calibration"] = {"a": a, "b": b, "points": points}
+        save_table(df, path)
     return df
 
 

@@ -6,6 +6,8 @@ CPU model, date, deployment resolution and classes, and the whole-network calibr
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -98,6 +100,20 @@ def save_table(df: pd.DataFrame, path: str | Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     pq.write_table(t, tmp)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path):
+    """Hold an exclusive lock on `path` (a '.lock' file beside it) while re-reading, merging and saving, so two
+    processes measuring into one table (two searches on device=cpu) never drop each other's rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
