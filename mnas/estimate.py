@@ -28,7 +28,7 @@ class TrainEstimator:
         return proxy_arch(arch, self.data.num_classes, self.max_stride)
 
     def __call__(self, arch: ArchConfig) -> float:
-        return fit(build(self.proxy_arch(arch)), self.data, **self.kw)["val_acc"]
+        return fit(build(self.proxy_arch(arch), seed=self.kw["seed"]), self.data, **self.kw)["val_acc"]
 
 
 ESTIMATORS = {"train": TrainEstimator, "supernet": SupernetEstimator}

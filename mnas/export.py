@@ -208,9 +208,16 @@ def main(cfg) -> dict:
     from mnas.models import get_model
     c = to_plain(cfg)
     formats = parse_formats(c["format"])
-    if bool(c["run"]) == bool(c["model"]):
-        raise UserError("pass either run=<run directory or checkpoint .pt> or model=<baseline name> (with width=)")
-    if c["run"]:
+    if sum(bool(c.get(k)) for k in ("run", "model", "arch")) != 1:
+        raise UserError("pass one of run=<run directory or checkpoint .pt>, model=<baseline name> (with width=) "
+                        "or arch=<arch string>")
+    if c.get("arch"):
+        try:
+            source = ArchConfig.from_string(str(c["arch"]))
+        except ValueError as e:
+            raise UserError(f"arch=: {e}") from None
+        label, out_dir = "arch", c["out_dir"] or new_run_dir("export", "arch")
+    elif c["run"]:
         source = label = Path(c["run"])
         if not source.exists():
             raise UserError(f"run={source} not found: pass a run directory (search, prune or train) or a checkpoint")

@@ -4,6 +4,7 @@ Layer tables follow the papers: V1 (Howard et al. 2017, Table 1), V2 (Sandler et
 V3-Large/Small (Howard et al. 2019, Tables 1-2). The width multiplier scales every channel count through one
 `make_divisible(c * width, 8)`; the resolution multiplier is the `resolution` argument.
 """
+import torch
 from torch import nn
 
 from mnas.arch import ArchConfig, BlockConfig, make_divisible
@@ -147,7 +148,10 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build(arch: ArchConfig) -> MobileNet:
+def build(arch: ArchConfig, seed: int | None = None) -> MobileNet:
+    """The network of `arch`, freshly initialised: from torch's global generator, or reproducibly from `seed`."""
     if not isinstance(arch, ArchConfig):
         raise TypeError(f"build() takes an ArchConfig, got {type(arch).__name__}")
+    if seed is not None:
+        torch.manual_seed(seed)
     return MobileNet(arch)

@@ -71,7 +71,7 @@ def check_target(deploy: ArchConfig, target, latency_fn, s: Settings) -> tuple[f
 def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr: float, s: Settings,
                 max_stride: int = 8, progress: bool = True):
     """(proxy network with starting weights, {source, steps}): the checkpoint's weights, or trained from scratch."""
-    net = build(proxy_arch(deploy, data.num_classes, max_stride))
+    net = build(proxy_arch(deploy, data.num_classes, max_stride), seed=s.seed)
     if init not in (None, "scratch", "checkpoint"):
         raise UserError(f"init={init!r} is invalid: use scratch, checkpoint or null (checkpoint if there is one)")
     if init == "checkpoint" and not checkpoint:
@@ -91,7 +91,7 @@ def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr:
 
 def train_reference(arch: ArchConfig, data, steps: int, lr: float, s: Settings, max_stride: int, progress: bool):
     """The proxy network of `arch` trained from scratch for `steps`: (val_acc, test_acc)."""
-    net = build(proxy_arch(arch, data.num_classes, max_stride))
+    net = build(proxy_arch(arch, data.num_classes, max_stride), seed=s.seed)
     s.fit(net, data, steps, lr, progress=progress)
     return evaluate(net, data.val, s.resolution)[0], evaluate(net, data.test, s.resolution)[0]
 

@@ -199,7 +199,7 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=
     check_args(epochs, batch_size, lr, optimizer, max_steps)
     ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset)
     deploy = get_model(model, width, resolution, num_classes=ds.num_classes)
-    net = build(proxy_arch(deploy, ds.num_classes, max_stride))
+    net = build(proxy_arch(deploy, ds.num_classes, max_stride), seed=seed)
     if out_dir is None:
         from mnas.cli import new_run_dir  # runs/train/<YYYYmmdd-HHMMSS>, never an existing folder
         out_dir = new_run_dir("train")

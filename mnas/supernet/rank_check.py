@@ -55,6 +55,7 @@ def summarize(df: pd.DataFrame, seeds) -> dict:
     return {"n": len(df), "kendall_tau": tau, "kendall_p": tau_p, "spearman_rho": rho, "spearman_p": rho_p,
             "seed_to_seed_tau": float(np.mean(pairs)) if pairs else None,
             "supernet_vs_single_seed_tau": float(np.mean(single)),
+            "standalone_vs_macs_tau": stats.kendalltau(df["standalone_acc"], df["proxy_mmacs"])[0],
             "supernet_s_per_arch": float(df["supernet_s"].mean()),
             "standalone_s_per_run": float(df["standalone_s"].sum() / df[cols].notna().sum().sum())}
 
@@ -77,10 +78,40 @@ def plot(df: pd.DataFrame, summary: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+class Standalone:
+    """standalone_fn for worker processes (picklable): loads the dataset once per process, trains on 1 thread."""
+
+    def __init__(self, data_args: dict, resolution: int, max_stride: int, options: dict):
+        self.data_args, self.resolution, self.max_stride, self.options = data_args, resolution, max_stride, options
+
+    def __call__(self, arch: ArchConfig, seed: int) -> float:
+        from mnas.data import load
+        from mnas.estimate import TrainEstimator
+        key = json.dumps(self.data_args, sort_keys=True)
+        data = _DATA.get(key) or _DATA.setdefault(key, load(**self.data_args))
+        return TrainEstimator(data, resolution=self.resolution, seed=seed, max_stride=self.max_stride,
+                              **self.options)(arch)
+
+
+_DATA: dict = {}  # per worker process: the dataset, loaded on the first run
+
+
+def _one_thread():
+    import torch
+    torch.set_num_threads(1)
+
+
+def _timed(fn, arch_string: str, seed: int) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    acc = fn(ArchConfig.from_string(arch_string), seed)
+    return acc, time.perf_counter() - t0
+
+
 def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Path, resolution: int = 32,
-               num_classes: int = 10, title: str = "") -> dict:
+               num_classes: int = 10, title: str = "", jobs: int = 1) -> dict:
     """Fill rank.csv in out_dir (cells already there are kept: resume), then write rank.png and summary.json.
-    supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies."""
+    supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies; with jobs > 1 the stand-alone
+    runs go to that many worker processes (standalone_fn must then be picklable, e.g. a Standalone)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rank.csv"
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -100,14 +131,27 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
             df.at[i, "supernet_acc"] = supernet_fn(arch)
             df.at[i, "supernet_s"] = time.perf_counter() - t0
             df.to_csv(path, index=False)
-        for s, c in zip(seeds, cols):
-            if np.isnan(df.at[i, c]):
-                t0 = time.perf_counter()
-                df.at[i, c] = standalone_fn(arch, s)
-                df.at[i, "standalone_s"] = np.nan_to_num(df.at[i, "standalone_s"]) + time.perf_counter() - t0
-                df.to_csv(path, index=False)
-        print(f"[{i + 1}/{len(archs)}] {df.at[i, 'latency_ms']:.1f} ms: supernet {df.at[i, 'supernet_acc']:.4f}, "
-              f"stand-alone {', '.join(f'{df.at[i, c]:.4f}' for c in cols)}", flush=True)
+    todo = [(i, s, c) for i in range(len(archs)) for s, c in zip(seeds, cols) if np.isnan(df.at[i, c])]
+
+    def record(i, s, c, acc, secs):
+        df.at[i, c] = acc
+        df.at[i, "standalone_s"] = np.nan_to_num(df.at[i, "standalone_s"]) + secs
+        df.to_csv(path, index=False)  # each finished run is kept: a killed benchmark resumes
+        print(f"[{len(todo) - remaining[0] + 1}/{len(todo)}] {df.at[i, 'latency_ms']:.1f} ms, seed {s}: "
+              f"stand-alone {acc:.4f} ({secs:.0f} s); supernet {df.at[i, 'supernet_acc']:.4f}", flush=True)
+        remaining[0] -= 1
+
+    remaining = [len(todo)]
+    if jobs > 1 and todo:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
+                                    initializer=_one_thread) as pool:
+            futures = {pool.submit(_timed, standalone_fn, archs[i].to_string(), s): (i, s, c) for i, s, c in todo}
+            for f in cf.as_completed(futures):
+                record(*futures[f], *f.result())
+    for i, s, c in (todo if jobs <= 1 else []):
+        record(i, s, c, *_timed(standalone_fn, archs[i].to_string(), s))
     df["standalone_acc"] = df[cols].mean(axis=1)
     df["standalone_std"] = df[cols].std(axis=1).fillna(0.0)
     df.to_csv(path, index=False)
@@ -119,7 +163,8 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     print(f"supernet vs stand-alone ({len(df)} archs, {len(seeds)} seed(s)): Kendall tau {summary['kendall_tau']:.3f} "
           f"(p={summary['kendall_p']:.2g}), Spearman rho {summary['spearman_rho']:.3f}; stand-alone seed-to-seed "
           f"tau {'n/a (one seed)' if seed_tau is None else f'{seed_tau:.3f}'} (the ceiling); supernet vs single "
-          f"seeds tau {summary['supernet_vs_single_seed_tau']:.3f}; {summary['supernet_s_per_arch']:.1f} s per "
+          f"seeds tau {summary['supernet_vs_single_seed_tau']:.3f}; stand-alone accuracy vs MACs tau "
+          f"{summary['standalone_vs_macs_tau']:.3f}; {summary['supernet_s_per_arch']:.1f} s per "
           f"supernet estimate, {summary['standalone_s_per_run']:.0f} s per stand-alone run -> {out_dir}")
     return summary
 
@@ -130,7 +175,6 @@ def main(cfg):
 
     from mnas.cli import new_run_dir, to_plain
     from mnas.data import load
-    from mnas.estimate import TrainEstimator
     from mnas.latency import predict
     from mnas.space import load_space
     from mnas.supernet.evaluate import SupernetEstimator
@@ -149,13 +193,14 @@ def main(cfg):
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
     sa = c["standalone"]
-    standalone_fn = lambda arch, s: TrainEstimator(data, resolution=resolution, seed=s,  # noqa: E731
-                                                   max_stride=e.get("max_stride", 8), **sa)(arch)
+    data_args = dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
+                     train_subset=d.get("train_subset"))
+    standalone_fn = Standalone(data_args, resolution, e.get("max_stride", 8), sa)
     out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
     print(f"{space.describe()}; {len(archs)} archs over {latency_fn(archs[0]):.1f}-{latency_fn(archs[-1]):.1f} ms "
           f"({device}); stand-alone {sa} x seeds {c['seeds']} on {d['name']} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, c["seeds"], out_dir, resolution, data.num_classes,
-                      title=f"{space.name} on {d['name']} ({resolution}px proxy)")
+                      title=f"{space.name} on {d['name']} ({resolution}px proxy)", jobs=c["jobs"])
 
 
 if __name__ == "__main__":
