@@ -161,7 +161,7 @@ def load_checkpoint(path):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        code = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        code = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(e), re.IGNORECASE)  # torch < / >= 2.13 wording
         if code:
             raise UserError(f"{what} holds pickled code or objects ({code[1]}), which are refused") from None
         raise UserError(f"{what} is corrupt or not a torch.save file") from None

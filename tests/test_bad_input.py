@@ -44,15 +44,9 @@ def files(tmp_path_factory):
     return d
 
 
-CASES = [  # (command line, with {d} for the fixture folder; what the one line must say)
-    ("mnas.search budget=-5ms", r"budget '-5ms' is invalid: use a positive time"),
-    ("mnas.search budget=0ms", r"budget '0ms' is invalid"),
-    ("mnas.search budget=abc", r"budget 'abc' is invalid"),
-    ("mnas.search budget=1e9ms", r"budget '1e9ms' is invalid: use a positive time up to 60 s"),
-    ("mnas.search device=nokia3310", r"unknown device 'nokia3310': available .*cpu.*pixel"),
+CASES = [  # (command line, with {d} for the fixture folder; what the one line must say); the search's budget,
+    # device and sampler cases are in test_search_cli.py
     ("mnas.search space=v9_huge", r"unknown space 'v9_huge': available .*v3_large.*v3_small"),
-    ("mnas.search sampler=annealing", r"unknown sampler 'annealing'.*tpe"),
-    ("mnas.search budget=1ms", r"budget 1 ms is below the fastest arch .*\d+\.\d+ ms"),
     ("mnas.search space.name={d}/space.yaml", r"stages\[0\]\.kernel has 4: allowed 3, 5, 7"),
     ("mnas.search resume={d}/nodata", r"resume=.*nodata"),
     ("mnas.latency build device=cpu model=mobilenet_v3_small table={d}/corrupt.parquet",
@@ -66,7 +60,7 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.train data=fashion_mnist data.root={d}/nodata", r"apt-get install dataset-fashion-mnist"),
     ("mnas.train model=mobilenet_v9", r"unknown model 'mobilenet_v9'"),
     ("mnas.export run={d}/corrupt.pt", r"not an mnas checkpoint: .*corrupt.pt"),
-    ("mnas.export run={d}/evil.pt", r"not an mnas checkpoint: .*evil.pt.*pickled code"),
+    ("mnas.export run={d}/evil.pt", r"not an mnas checkpoint: .*evil.pt holds pickled code or objects \(posix.system\)"),
     ("mnas.export run={d}/wrong.pt", r"wrong.pt.*weights do not fit its arch"),
     ("mnas.export arch=" + ARCH.replace("ir_k3", "ir_k9"), r"kernel=9 is invalid: allowed one of \(1, 3, 5, 7\)"),
     ("mnas.export arch=" + ARCH.replace("ir_k3", "ir_k3_q5"), r"unknown or repeated token 'q5'"),
@@ -76,7 +70,9 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
 
 
 def tree(path: Path) -> dict:
-    return {str(p): p.stat().st_mtime_ns for p in path.rglob("*")} if path.exists() else {}
+    """Every file under the runs/ folders these commands write (other benchmarks may be running elsewhere)."""
+    dirs = [path / d for d in ("search", "train", "export", "prune", "tables", "latency", "supernets", "data")]
+    return {str(p): p.stat().st_mtime_ns for d in dirs if d.exists() for p in d.rglob("*")}
 
 
 @pytest.mark.parametrize("line,message", CASES, ids=[c[0].split("=")[0] + "=" + c[0].split("=", 1)[1][:24]
