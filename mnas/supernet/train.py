@@ -260,8 +260,8 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
                 _log(out_dir / "log.csv", row)
             if world > 1:
                 dist.barrier()
-            if step % spe == 0 and progress and rank == 0 and not sys.stderr.isatty():
-                print(f"supernet epoch {step // spe}/{s.epochs}: loss {row['loss_largest']:.3f} (largest), "
+            if progress and rank == 0 and not sys.stderr.isatty():  # no bar in a log file: a line per checkpoint
+                print(f"supernet step {step}/{total} (epoch {step / spe:.2f}/{s.epochs}): loss {row['loss_largest']:.3f} (largest), "
                       f"{row['loss_others']:.3f} (others); {images / (now - start):.0f} sub-network img/s, "
                       f"{seconds:.0f} s", flush=True)
             window, t0 = [], time.perf_counter()
