@@ -13,6 +13,7 @@ then acc_seed<k>..., mean, std), ranking.png (mean accuracy +- std vs MACs and v
 """
 import csv
 import inspect
+import json
 import itertools
 import math
 import random
@@ -147,10 +148,32 @@ def format_stats(s):
             f"evaluation), {s['img_per_s']:.0f} img/s while training, {s['train_s_total'] / 60:.1f} min in all")
 
 
+_DATA: dict = {}  # per worker process: the dataset, loaded by its first training
+
+
+def load_data(c: dict):
+    key = json.dumps([c[k] for k in ("data", "data_root", "val_size", "train_subset", "data_options")], sort_keys=True)
+    if key not in _DATA:
+        _DATA[key] = datasets.load(c["data"], root=c["data_root"], val_size=c["val_size"], seed=0,
+                                   train_subset=c["train_subset"], **c["data_options"])
+    return _DATA[key]
+
+
+def train_one(c: dict, arch_string: str, seed: int, ds=None, threads=None) -> list:
+    """One stand-alone training of the benchmark (in this process or a worker): a runs.csv row."""
+    ds = ds or load_data(c)
+    arch = ArchConfig.from_string(arch_string)
+    model = build(proxy_arch(arch, ds.num_classes, c["max_stride"]), seed=seed)
+    m = fit(model, ds, epochs=c["epochs"], max_steps=c["max_steps"], batch_size=c["batch_size"], lr=c["lr"],
+            resolution=c["resolution"], seed=seed, threads=threads, progress=False)
+    images = m["steps"] * min(c["batch_size"], len(ds.train))
+    return [arch_string, seed, m["val_acc"], m["val_loss"], m["steps"], images, m["img_per_s"], m["seconds"]]
+
+
 def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, val_size=10000, train_subset=None,
                     resolution=32, space="v3_small", n=8, seeds=3, epochs=1, max_steps=None, batch_size=128, lr=0.1,
                     max_stride=8, threads=None, pool=1000, spread="macs", pick_seed=0, out_dir=None, resume=None,
-                    progress=True):
+                    progress=True, jobs=1):
     """Run (or resume: resume=<run dir>, whose saved settings win except `seeds`, `threads`, `progress`; a
     larger `seeds` adds seeds) the benchmark described in the module docstring. Returns {"table": DataFrame, "stats": dict, "out_dir": Path}."""
     start = time.perf_counter()
@@ -160,7 +183,7 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
             raise UserError(f"resume={resume} is not a proxy_check run directory (no config.yaml there)")
         c = dict(yaml.safe_load((out_dir / "config.yaml").read_text()), seeds=seeds)
     else:
-        c = {k: v for k, v in locals().items() if k not in ("progress", "threads", "resume", "start")}
+        c = {k: v for k, v in locals().items() if k not in ("progress", "threads", "resume", "start", "jobs")}
         c["data_options"] = dict(data_options or {})
         out_dir = Path(out_dir) if out_dir else None
         if out_dir and (out_dir / "config.yaml").exists():
@@ -170,8 +193,7 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
     if unknown := set(c["data_options"]) - known:
         raise UserError(f"data_options {sorted(unknown)} are not options of the {c['data']} loader: "
                         f"use {sorted(known) or 'none'} (data.root= sets the folder)")
-    ds = datasets.load(c["data"], root=c["data_root"], val_size=c["val_size"], seed=0,
-                       train_subset=c["train_subset"], **c["data_options"])
+    ds = load_data(c)
     if not resume:
         c["archs"] = [a.to_string() for a in pick_archs(load_space(space), n, pool, pick_seed, spread)]
         out_dir = out_dir or new_run_dir("proxy_check", data)
@@ -187,15 +209,23 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
     print(f"proxy_check on {c['data']} ({len(ds.train)} train / {len(ds.val)} val images, {c['resolution']}px, "
           f"epochs={c['epochs']}, max_steps={c['max_steps']}): {len(archs)} archs x {c['seeds']} seeds, "
           f"{len(todo)} trainings to do -> {out_dir}")
-    for seed, arch in tqdm(todo, desc="proxy_check", unit="training", disable=not progress):
-        torch.manual_seed(seed)
-        model = build(proxy_arch(arch, ds.num_classes, c["max_stride"]))
-        m = fit(model, ds, epochs=c["epochs"], max_steps=c["max_steps"], batch_size=c["batch_size"], lr=c["lr"],
-                resolution=c["resolution"], seed=seed, threads=threads, progress=False)
-        images = m["steps"] * min(c["batch_size"], len(ds.train))
-        row = [arch.to_string(), seed, m["val_acc"], m["val_loss"], m["steps"], images, m["img_per_s"], m["seconds"]]
-        with runs_path.open("a", newline="") as f:
+    bar = tqdm(total=len(todo), desc="proxy_check", unit="training", disable=not progress)
+
+    def record(row):
+        with runs_path.open("a", newline="") as f:  # each finished training is kept: a killed run resumes
             csv.writer(f).writerow(row)
+        bar.update()
+
+    if jobs > 1 and todo:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
+                                    initargs=(1,)) as workers:
+            for f in cf.as_completed([workers.submit(train_one, c, a.to_string(), seed) for seed, a in todo]):
+                record(f.result())
+    for seed, arch in (todo if jobs <= 1 else []):
+        record(train_one(c, arch.to_string(), seed, ds, threads))
+    bar.close()
     table, stats = summarise(pd.read_csv(runs_path), info)
     stats["wall_s"] = time.perf_counter() - start
     table.to_csv(out_dir / "proxy_check.csv", index=False)

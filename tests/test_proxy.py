@@ -5,6 +5,7 @@ import gzip
 import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -147,3 +148,13 @@ def test_proxy_check_rejects_unknown_loader_options_before_writing(tmp_path):
     with pytest.raises(UserError, match="not options of the digits loader"):
         proxy_check.run_proxy_check(data="digits", data_options={"canvas": 48}, out_dir=str(tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+def test_proxy_check_workers_give_the_in_process_results(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    kw = dict(data="digits", val_size=0.2, space=str(path), n=2, seeds=2, max_steps=2, batch_size=32, pool=20,
+              threads=1, progress=False)
+    one = proxy_check.run_proxy_check(out_dir=str(tmp_path / "one"), **kw)["table"]
+    two = proxy_check.run_proxy_check(out_dir=str(tmp_path / "two"), jobs=2, **kw)["table"]
+    pd.testing.assert_frame_equal(one, two)
