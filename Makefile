@@ -34,7 +34,7 @@ run: setup
 	$(PY) -m mnas.search $(RUN_ARGS)
 
 test: setup postgres
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 clean:
 	rm -rf .venv .pytest_cache

@@ -192,7 +192,7 @@ def test_cli_main_on_a_train_run(tmp_path, capsys):
     assert {p.name for p in (run / "export").iterdir()} == {"model.onnx", "arch.txt", "export.json"}
     with pytest.raises(UserError, match="already holds files"):
         main(cfg)
-    with pytest.raises(UserError, match="pass either run="):
+    with pytest.raises(UserError, match="pass one of run="):
         main(dict(cfg, model="mobilenet_v2"))
 
 
