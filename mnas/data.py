@@ -1,5 +1,6 @@
 """Datasets held in memory as uint8 tensors, served as normalised float batches at a proxy resolution."""
 import gzip
+import json
 import math
 import os
 import pickle
@@ -242,5 +243,17 @@ def _crop_flip(x, pad, g):
         x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
     flip = torch.rand(n, generator=g) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+_LOADED: dict = {}  # load_cached: this process's datasets, by their load() arguments
+
+
+def load_cached(name, **kw):
+    """load(name, **kw), once per process for the same arguments (benchmarks train many runs on one dataset,
+    in this process or in worker processes)."""
+    key = json.dumps([name, kw], sort_keys=True, default=str)
+    if key not in _LOADED:
+        _LOADED[key] = load(name, **kw)
+    return _LOADED[key]
+
 
 import mnas.proxy_data  # noqa: E402,F401  (registers fmnist_cluttered in LOADERS)

@@ -13,7 +13,6 @@ then acc_seed<k>..., mean, std), ranking.png (mean accuracy +- std vs MACs and v
 """
 import csv
 import inspect
-import json
 import itertools
 import math
 import random
@@ -148,15 +147,10 @@ def format_stats(s):
             f"evaluation), {s['img_per_s']:.0f} img/s while training, {s['train_s_total'] / 60:.1f} min in all")
 
 
-_DATA: dict = {}  # per worker process: the dataset, loaded by its first training
-
-
 def load_data(c: dict):
-    key = json.dumps([c[k] for k in ("data", "data_root", "val_size", "train_subset", "data_options")], sort_keys=True)
-    if key not in _DATA:
-        _DATA[key] = datasets.load(c["data"], root=c["data_root"], val_size=c["val_size"], seed=0,
-                                   train_subset=c["train_subset"], **c["data_options"])
-    return _DATA[key]
+    """The benchmark's dataset (once per process: workers run many trainings)."""
+    return datasets.load_cached(c["data"], root=c["data_root"], val_size=c["val_size"], seed=0,
+                                train_subset=c["train_subset"], **c["data_options"])
 
 
 def train_one(c: dict, arch_string: str, seed: int, ds=None, threads=None) -> list:

@@ -66,14 +66,18 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path):
     assert (trials["state"] == "COMPLETE").sum() == 8 and (trials["state"] == "RUNNING").sum() == 0
 
 
-def test_two_workers_on_one_journal_finish_the_count_together(tmp_path):
-    storage = f"journal:{tmp_path / 'shared.log'}"
+def run_two_workers(tmp_path, storage):
+    """Two search processes on one study, 6 trials asked for in all, started together; both must succeed."""
     procs = [subprocess.Popen(search_cmd(tmp_path, "n_trials=6", f"storage={storage}", f"seed={w}",
                                          f"out_dir={tmp_path / f'w{w}'}"), cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for w in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
+
+
+def test_two_workers_on_one_journal_finish_the_count_together(tmp_path):
+    run_two_workers(tmp_path, f"journal:{tmp_path / 'shared.log'}")
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     done = complete(JournalStorage(JournalFileBackend(str(tmp_path / "shared.log"))))
     assert 6 <= len(done) <= 7  # MaxTrialsCallback: a worker may finish the one trial it had started
@@ -93,12 +97,7 @@ def postgres_url():
 
 
 def test_two_workers_on_one_postgresql_study_finish_the_count_together(tmp_path, postgres_url):
-    procs = [subprocess.Popen(search_cmd(tmp_path, "n_trials=6", f"storage={postgres_url}", f"seed={w}",
-                                         f"out_dir={tmp_path / f'w{w}'}"), cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for w in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    run_two_workers(tmp_path, postgres_url)
     trials = optuna.load_study(study_name="mnas-search", storage=postgres_url).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert 6 <= len(done) <= 7 and len({t.number for t in done}) == len(done)

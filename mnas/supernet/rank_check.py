@@ -85,20 +85,11 @@ class Standalone:
         self.data_args, self.resolution, self.max_stride, self.options = data_args, resolution, max_stride, options
 
     def __call__(self, arch: ArchConfig, seed: int) -> float:
-        from mnas.data import load
+        from mnas.data import load_cached
         from mnas.estimate import TrainEstimator
-        key = json.dumps(self.data_args, sort_keys=True)
-        data = _DATA.get(key) or _DATA.setdefault(key, load(**self.data_args))
+        data = load_cached(**self.data_args)
         return TrainEstimator(data, resolution=self.resolution, seed=seed, max_stride=self.max_stride,
                               **self.options)(arch)
-
-
-_DATA: dict = {}  # per worker process: the dataset, loaded on the first run
-
-
-def _one_thread():
-    import torch
-    torch.set_num_threads(1)
 
 
 def _timed(fn, arch_string: str, seed: int) -> tuple[float, float]:
@@ -145,8 +136,11 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     if jobs > 1 and todo:
         import concurrent.futures as cf
         import multiprocessing as mp
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"),
-                                    initializer=_one_thread) as pool:
+
+        import torch
+
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
+                                    initargs=(1,)) as pool:
             futures = {pool.submit(_timed, standalone_fn, archs[i].to_string(), s): (i, s, c) for i, s, c in todo}
             for f in cf.as_completed(futures):
                 record(*futures[f], *f.result())
@@ -174,7 +168,7 @@ def main(cfg):
     import torch
 
     from mnas.cli import new_run_dir, to_plain
-    from mnas.data import load
+    from mnas.data import load_cached
     from mnas.latency import predict
     from mnas.space import load_space
     from mnas.supernet.evaluate import SupernetEstimator
@@ -187,14 +181,13 @@ def main(cfg):
     space, device, d = load_space(c["space"]["name"]), c["device"]["name"], c["data"]
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
     archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
-    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
-                train_subset=d.get("train_subset"))
+    data_args = dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
+                     train_subset=d.get("train_subset"))
+    data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
     sa = c["standalone"]
-    data_args = dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
-                     train_subset=d.get("train_subset"))
     standalone_fn = Standalone(data_args, resolution, e.get("max_stride", 8), sa)
     out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
     print(f"{space.describe()}; {len(archs)} archs over {latency_fn(archs[0]):.1f}-{latency_fn(archs[-1]):.1f} ms "
