@@ -155,6 +155,22 @@ def test_pruned_auto_detect(tmp_path, monkeypatch):
     assert find_pruned("auto", run, "pixel").name == "20260101-000000"
     assert find_pruned("auto", other, "pixel").name == "20260102-000000"
     assert find_pruned("auto", run, "cpu") is None and find_pruned("none", run, "pixel") is None
+    inside = prune_run(run / "prune", run)  # the main command's pipeline prunes into <search run>/prune
+    assert find_pruned("auto", run, "pixel") == inside and find_pruned("auto", run, "cpu") == inside
+
+
+def test_jobs_train_in_workers_like_one_process(tmp_path):
+    """jobs=2 (spawned 1-thread workers) fills the same cache entries with the same accuracies as jobs=1."""
+    kw = dict(device="pixel", recipe=RECIPE, variants={"v2": [0.35]}, seeds=2, resolution=64, progress=False)
+    one = run_compare(cache_dir=tmp_path / "c1", out_dir=tmp_path / "o1", **kw)
+    two = run_compare(cache_dir=tmp_path / "c2", out_dir=tmp_path / "o2", jobs=2, **kw)
+    assert one["trained"] == two["trained"] == 2
+    names = [sorted(p.name for p in (tmp_path / c).glob("*.json")) for c in ("c1", "c2")]
+    assert names[0] == names[1]
+    cols = ["model", "test_acc_per_seed", "val_acc"]
+    pd.testing.assert_frame_equal(one["table"][cols], two["table"][cols])
+    with pytest.raises(UserError, match="jobs=0 is invalid"):
+        run_compare(cache_dir=tmp_path / "c3", jobs=0, **kw)
 
 
 def test_main_fills_the_recipe_and_takes_the_runs_budget(tmp_path):
