@@ -108,6 +108,7 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
 
     rows, step, seen, train_s, start = [], 0, 0, 0.0, time.perf_counter()
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress or not sys.stderr.isatty())
+    every = max(1, total // 10) if progress and bar.disable else 0  # a log file gets a line per 10% instead
     for epoch in range(1, epochs + 1):
         t0, losses, epoch_seen = time.perf_counter(), [], 0
         for x, y in train:
@@ -124,6 +125,10 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
             step, epoch_seen = step + 1, epoch_seen + len(y)
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", lr=f"{rate:.3g}")
+            if every and (step % every == 0 or step == total):
+                spent = time.perf_counter() - start
+                print(f"train: step {step}/{total} ({100 * step / total:.0f}%), loss {losses[-1]:.3f}, "
+                      f"{(seen + epoch_seen) / spent:.0f} img/s, {spent / 60:.1f} min", flush=True)
             if step >= total:
                 break
         epoch_s = time.perf_counter() - t0

@@ -52,6 +52,16 @@ def test_fit_learns_digits(digits, trained):
     assert metrics["img_per_s"] > 0 and metrics["epochs"][-1]["epoch"] == 2
 
 
+def test_progress_in_a_log_file_is_a_line_per_tenth(digits, capsys):
+    """Off a terminal (stderr is captured here) the bar is replaced by 10 plain lines, the last at the final step."""
+    model = build(get_model("mobilenet_v1", 0.25, num_classes=digits.num_classes))
+    train.fit(model, digits, epochs=1, batch_size=32, max_steps=20, augment=False, progress=True)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("train: step")]
+    assert len(lines) == 10 and lines[0].startswith("train: step 2/20 (10%)") and "step 20/20 (100%)" in lines[-1]
+    train.fit(model, digits, epochs=1, batch_size=32, max_steps=4, augment=False, progress=False)
+    assert "train: step" not in capsys.readouterr().out
+
+
 def test_lr_schedule_warms_up_then_decays():
     lrs = [train.lr_at(s, 100, 1.0, 10) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
