@@ -1,4 +1,5 @@
 """Latency tables, live profiling, calibration and predict on tiny networks (32-64 px inputs, few repeats)."""
+import importlib
 import subprocess
 import sys
 
@@ -15,8 +16,8 @@ from mnas.latency import profile as profile_mod
 from mnas.latency.fidelity import run_fidelity, summarize
 from mnas.latency.ops import KEY_COLUMNS, arch_ops
 from mnas.latency.predict import build_table, calibrate, fit_calibration, measure_missing
-from mnas.latency.table import (COLUMNS, ROOT, append_rows, empty_table, load_device, load_table, lookup, new_meta,
-                                read_table, save_table)
+from mnas.latency.table import (COLUMNS, ROOT, append_rows, empty_table, load_device, load_table, lookup,
+                                ms_by_key, new_meta, read_table, save_table)
 
 FAST = dict(repeats=3, warmup=1, chunk=2, progress=False)
 
@@ -140,10 +141,38 @@ def test_calibrated_predict_measures_on_demand_and_is_monotone(tmp_path, count_r
     count_runners.clear()
     assert predict(small, "cpu", p) > 0 and count_runners == []
     fresh = len(set(arch_ops(big)) - set(arch_ops(small)) - set(arch_ops(tiny(32, 3, 64))))
+    anchors = len(set(arch_ops(big))) - fresh  # big's ops already in the table, timed again beside the new ones
     assert predict(big, "cpu", p) > predict(small, "cpu", p)
-    assert len(read_table(p)) == rows + fresh and len(count_runners) == fresh
+    assert len(read_table(p)) == rows + fresh and len(count_runners) == fresh + anchors
     calibrate("cpu", [small], p, repeats=3, progress=False)  # already a point: nothing re-measured
-    assert len(count_runners) == fresh
+    assert len(count_runners) == fresh + anchors
+
+
+def test_on_demand_ops_are_scaled_into_the_tables_units(tmp_path, monkeypatch):
+    """Ops measured later, under other conditions (here: everything timed at half its build-time value), are
+    scaled by the anchors' ratio into the table's units; without anchors they would come out at half."""
+    pred = importlib.import_module("mnas.latency.predict")  # the package exports a function of that name
+    factor, calls = [1.0], []
+
+    def fake_profile(keys, *a, on_chunk=None, **k):
+        keys = list(keys)
+        calls.append(len(keys))
+        rows = pd.DataFrame([x.astuple() for x in keys], columns=KEY_COLUMNS)
+        rows["ms"], rows["spread"], rows["n"] = [factor[0] * (1 + x.cout / 8) for x in keys], 0.0, 3
+        if on_chunk:
+            on_chunk(rows)
+        return rows
+
+    monkeypatch.setattr(pred, "profile_ops", fake_profile)
+    p = tmp_path / "t.parquet"
+    small, big = tiny(8, 1, 64), tiny(16, 2, 64)
+    measure_missing("cpu", arch_ops(small), p)
+    factor[0], calls[:] = 0.5, []
+    pred.op_latencies(big, "cpu", p)
+    new = set(arch_ops(big)) - set(arch_ops(small))
+    assert calls == [len(new) + len(set(arch_ops(big)) - new)]  # one interleaved run, anchors included
+    table = ms_by_key(load_table("cpu", p))
+    assert all(table[k.astuple()] == pytest.approx(1 + k.cout / 8) for k in new)  # not 0.5 * that
 
 
 def test_uncalibrated_table_says_how_to_finish(tmp_path):
