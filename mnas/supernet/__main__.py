@@ -14,7 +14,7 @@ TOP_LEVEL = ("epochs", "batch_size", "lr", "n_random", "max_stride", "threads", 
 
 
 def run(space, data, resolution=32, seed=0, max_steps=None, threads=None, cache_dir_root="runs/supernets",
-        checkpoint_every=100, val_images=2000, calib_images=1024, progress=True, **schedule) -> dict:
+        checkpoint_every=100, val_images=None, calib_images=1024, progress=True, **schedule) -> dict:
     """Train the supernet of (space, data, settings) up to max_steps (None = to the end); when complete, print
     the accuracy and cost of scoring its largest and smallest sub-networks. Returns the checkpoint info."""
     if threads:

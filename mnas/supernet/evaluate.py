@@ -57,7 +57,7 @@ class SupernetEstimator:
     """arch -> validation accuracy of its sub-network of the (cached or now trained) supernet of `space`."""
 
     def __init__(self, data: Dataset, space: Space | str = "v3_small", resolution: int = 32, seed: int = 0,
-                 val_images: int | None = 2000, calib_images: int = 1024, eval_batch: int = 256,
+                 val_images: int | None = None, calib_images: int = 1024, eval_batch: int = 256,
                  threads: int | None = None, progress: bool = True, cache_dir=CACHE_DIR, checkpoint_every: int = 100,
                  device=None, **schedule):
         if calib_images < 1 or (val_images is not None and val_images < 1):
