@@ -39,6 +39,7 @@ from mnas.models import build, get_model
 from mnas.proxy import proxy_arch
 from mnas.stats import count
 from mnas.train import evaluate, fit
+from mnas.workers import run_jobs
 
 @dataclass(frozen=True)
 class Recipe:
@@ -177,8 +178,7 @@ def read_cache(path: Path) -> dict | None:
 def train_all(rows: list[dict], recipe: Recipe, data, seeds: int, cache_dir: Path, threads=None,
               progress: bool = True, jobs: int = 1) -> tuple[dict, int]:
     """{(row index, seed): result} for every row and seed, from the cache or trained now (seed-major, each saved at
-    once); and the number trained now. jobs > 1: that many worker processes with 1 torch thread each (on a small
-    CPU, two 1-thread trainings side by side train more images per second than one 2-thread training)."""
+    once); and the number trained now. jobs > 1: that many 1-thread worker processes (mnas.workers.run_jobs)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = {(i, s): cache_dir / f"{cache_key(r['arch'], r['proxy_resolution'], recipe, s)}.json"
              for s in range(seeds) for i, r in enumerate(rows)}
@@ -186,7 +186,9 @@ def train_all(rows: list[dict], recipe: Recipe, data, seeds: int, cache_dir: Pat
     todo = [k for k, v in results.items() if v is None]
     bar = tqdm(total=len(todo), desc="compare: training", unit="training", disable=not progress)
 
-    def record(i, s, trained):
+    tasks = [((i, s), (rows[i]["arch"].to_string(), rows[i]["proxy_resolution"], recipe, s)) for i, s in todo]
+    local = lambda arch, res, rec, seed: train_one(ArchConfig.from_string(arch), res, rec, data, seed, threads)  # noqa
+    for (i, s), trained in run_jobs(tasks, jobs, _train_in_worker, local):
         r = rows[i]
         res = dict(trained, model=r["model"], arch=r["arch"].to_string(), proxy_resolution=r["proxy_resolution"],
                    seed=s, recipe=asdict(recipe))
@@ -194,18 +196,6 @@ def train_all(rows: list[dict], recipe: Recipe, data, seeds: int, cache_dir: Pat
         os.replace(paths[i, s].with_suffix(".tmp"), paths[i, s])  # atomic: a cut-short run leaves no half file
         results[i, s] = res
         bar.update()
-
-    if jobs > 1 and todo:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
-                                    initargs=(1,)) as workers:
-            futures = {workers.submit(_train_in_worker, rows[i]["arch"].to_string(), rows[i]["proxy_resolution"],
-                                      recipe, s): (i, s) for i, s in todo}
-            for f in cf.as_completed(futures):
-                record(*futures[f], f.result())
-    for i, s in (todo if jobs <= 1 else []):
-        record(i, s, train_one(rows[i]["arch"], rows[i]["proxy_resolution"], recipe, data, s, threads))
     bar.close()
     return results, len(todo)
 
@@ -234,6 +224,8 @@ def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, bud
     start = time.perf_counter()
     if not isinstance(seeds, int) or seeds < 2:
         raise UserError(f"seeds={seeds!r} is invalid: use an integer >= 2 (3 or more for the report's spreads)")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"jobs={jobs!r} is invalid: use a whole number of worker processes >= 1")
     load_device(device)  # an unknown device fails now
     rows, pruned = variant_rows(variants, resolution), find_pruned(pruned, run, device)
     for name, arch in (("found", run and read_search_run(run)[0]), ("pruned", pruned and read_pruned(pruned))):
@@ -247,8 +239,6 @@ def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, bud
     if not rows:
         raise UserError("nothing to compare: no variants (families/variants) and no run=")
     data = recipe.load_data()
-    if not isinstance(jobs, int) or jobs < 1:
-        raise UserError(f"jobs={jobs!r} is invalid: use a whole number of worker processes >= 1")
     results, trained = train_all(rows, recipe, data, seeds, Path(cache_dir), threads, progress, jobs)
     t = table(rows, results, seeds, device, measure_fn)
     checks = acceptance(t, budget_ms)

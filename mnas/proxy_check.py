@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from scipy.stats import kendalltau
 from tqdm import tqdm
@@ -36,6 +35,7 @@ from mnas.proxy import proxy_arch
 from mnas.space import load_space
 from mnas.stats import count
 from mnas.train import fit
+from mnas.workers import run_jobs
 
 RUN_COLUMNS = ["arch", "seed", "val_acc", "val_loss", "steps", "images", "img_per_s", "seconds"]
 SUMMARY_COLUMNS = ["arch", "macs", "proxy_macs", "params", "pixel_ms"]  # then acc_seed<k>..., mean, std
@@ -205,20 +205,11 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
           f"{len(todo)} trainings to do -> {out_dir}")
     bar = tqdm(total=len(todo), desc="proxy_check", unit="training", disable=not progress)
 
-    def record(row):
+    tasks = [(None, (c, arch.to_string(), seed)) for seed, arch in todo]
+    for _, row in run_jobs(tasks, jobs, train_one, lambda c_, arch, seed: train_one(c_, arch, seed, ds, threads)):
         with runs_path.open("a", newline="") as f:  # each finished training is kept: a killed run resumes
             csv.writer(f).writerow(row)
         bar.update()
-
-    if jobs > 1 and todo:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
-                                    initargs=(1,)) as workers:
-            for f in cf.as_completed([workers.submit(train_one, c, a.to_string(), seed) for seed, a in todo]):
-                record(f.result())
-    for seed, arch in (todo if jobs <= 1 else []):
-        record(train_one(c, arch.to_string(), seed, ds, threads))
     bar.close()
     table, stats = summarise(pd.read_csv(runs_path), info)
     stats["wall_s"] = time.perf_counter() - start

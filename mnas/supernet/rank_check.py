@@ -28,6 +28,7 @@ from mnas.errors import UserError
 from mnas.proxy import proxy_arch
 from mnas.space import Space
 from mnas.stats import count
+from mnas.workers import run_jobs
 
 
 def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int = 0) -> list[ArchConfig]:
@@ -123,29 +124,13 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
             df.at[i, "supernet_s"] = time.perf_counter() - t0
             df.to_csv(path, index=False)
     todo = [(i, s, c) for i in range(len(archs)) for s, c in zip(seeds, cols) if np.isnan(df.at[i, c])]
-
-    def record(i, s, c, acc, secs):
+    tasks = [((i, s, c), (standalone_fn, archs[i].to_string(), s)) for i, s, c in todo]
+    for done, ((i, s, c), (acc, secs)) in enumerate(run_jobs(tasks, jobs, _timed), 1):
         df.at[i, c] = acc
         df.at[i, "standalone_s"] = np.nan_to_num(df.at[i, "standalone_s"]) + secs
         df.to_csv(path, index=False)  # each finished run is kept: a killed benchmark resumes
-        print(f"[{len(todo) - remaining[0] + 1}/{len(todo)}] {df.at[i, 'latency_ms']:.1f} ms, seed {s}: "
-              f"stand-alone {acc:.4f} ({secs:.0f} s); supernet {df.at[i, 'supernet_acc']:.4f}", flush=True)
-        remaining[0] -= 1
-
-    remaining = [len(todo)]
-    if jobs > 1 and todo:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        import torch
-
-        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=torch.set_num_threads,
-                                    initargs=(1,)) as pool:
-            futures = {pool.submit(_timed, standalone_fn, archs[i].to_string(), s): (i, s, c) for i, s, c in todo}
-            for f in cf.as_completed(futures):
-                record(*futures[f], *f.result())
-    for i, s, c in (todo if jobs <= 1 else []):
-        record(i, s, c, *_timed(standalone_fn, archs[i].to_string(), s))
+        print(f"[{done}/{len(todo)}] {df.at[i, 'latency_ms']:.1f} ms, seed {s}: stand-alone {acc:.4f} "
+              f"({secs:.0f} s); supernet {df.at[i, 'supernet_acc']:.4f}", flush=True)
     df["standalone_acc"] = df[cols].mean(axis=1)
     df["standalone_std"] = df[cols].std(axis=1).fillna(0.0)
     df.to_csv(path, index=False)
