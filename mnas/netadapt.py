@@ -18,8 +18,9 @@ whose latency was predicted.
 
 The loop (`netadapt`): iteration i asks for a latency drop of delta * start * decay^(i-1); per unit, the fewest
 channels (multiples of 8) whose removal gives that drop (predicted at the deployment shape), pruned by
-importance, fine-tuned `finetune_steps` on the proxy, evaluated; it keeps the best ΔAcc/|ΔLat| (MobileNetV3's
-choice; `select="accuracy"`: plain NetAdapt's best accuracy). When no single unit can give that drop, the
+importance, fine-tuned `finetune_steps` on the proxy (or, with 0, only its BatchNorm statistics re-estimated),
+evaluated; it keeps the best ΔAcc/|ΔLat| (MobileNetV3's choice; `select="accuracy"`: plain NetAdapt's best
+accuracy) and fine-tunes it `chosen_steps` more. When no single unit can give that drop, the
 iteration asks for the largest drop one unit can give; it never asks for more than reaching the target. Each
 iteration is saved as it finishes (iters/iter_NNN.pt, a history.csv row, its proposals.csv rows); rerunning on
 the same folder resumes.
@@ -42,7 +43,7 @@ from tqdm import tqdm
 from mnas.arch import ArchConfig, make_divisible
 from mnas.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
 from mnas.errors import UserError
-from mnas.train import evaluate, fit, load_checkpoint, save_checkpoint
+from mnas.train import evaluate, fit, load_checkpoint, recalibrate_bn, save_checkpoint
 
 SELECT = ("ratio", "accuracy")
 HISTORY = ["iteration", "unit", "channels_before", "channels_after", "latency_ms", "measured_ms", "val_acc",
@@ -197,7 +198,9 @@ class Settings:
     delta: float = 0.05           # first iteration's latency reduction, a fraction of the start latency
     decay: float = 0.96           # delta shrinks by this factor per iteration
     select: str = "ratio"         # ratio: best ΔAcc/|ΔLat| (MobileNetV3) | accuracy: best accuracy (NetAdapt)
-    finetune_steps: int = 200     # short fine-tune of every proposal
+    finetune_steps: int = 200     # short fine-tune of every proposal (0: scored right after the surgery, with
+                                  # BatchNorm statistics re-estimated: far cheaper, so smaller deltas are affordable)
+    chosen_steps: int = 0         # fine-tune of the chosen proposal before the next iteration
     lr: float = 0.01              # fine-tune peak lr (batch 128)
     batch_size: int = 128
     resolution: int = 32          # proxy resolution
@@ -221,8 +224,22 @@ class Settings:
             raise UserError(f"select={self.select!r} is invalid: use one of {', '.join(SELECT)}")
         if not (0 < self.delta < 1 and 0 < self.decay <= 1):
             raise UserError(f"delta={self.delta}, delta_decay={self.decay}: use 0 < delta < 1 and 0 < decay <= 1")
-        if self.finetune_steps < 1 or self.min_channels < 1 or self.step < 1 or self.max_iterations < 1:
-            raise UserError("finetune_steps, min_channels, step and max_iterations must be positive")
+        if self.min_channels < 1 or self.step < 1 or self.max_iterations < 1:
+            raise UserError("min_channels, step and max_iterations must be positive")
+        if self.finetune_steps < 0 or self.chosen_steps < 0:
+            raise UserError(f"finetune_steps={self.finetune_steps}, chosen_steps={self.chosen_steps}: use counts >= 0")
+
+    def steps_per_iteration(self) -> int:
+        """Training steps an iteration adds to the network it keeps."""
+        return self.finetune_steps + self.chosen_steps
+
+    def score(self, model, data, steps: int, seed: int) -> float:
+        """Validation accuracy of `model` after `steps` of fine-tuning (0: after re-estimating BatchNorm only)."""
+        if steps:
+            return self.fit(model, data, steps, seed=seed)["val_acc"]
+        if self.bn_recalibration:
+            recalibrate_bn(model, data.train, self.resolution, seed=self.seed + seed)
+        return evaluate(model, data.val, self.resolution)[0]
 
 
 def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings) -> int | None:
@@ -309,11 +326,11 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
                 continue
             cand = copy.deepcopy(model)
             prune_unit(cand, u, keep, s.p)
-            m = s.fit(cand, evaluation, s.finetune_steps, seed=it)
+            cand_acc = s.score(cand, evaluation, s.finetune_steps, seed=it)
             cand_lat = latency_fn(with_channels(deploy, cand.arch))
-            score = (m["val_acc"] - acc) / max(lat - cand_lat, 1e-9) if s.select == "ratio" else m["val_acc"]
+            score = (cand_acc - acc) / max(lat - cand_lat, 1e-9) if s.select == "ratio" else cand_acc
             rows.append(dict(iteration=it, unit=u.name, channels_before=channels(model.arch, u),
-                             channels_after=keep, latency_ms=cand_lat, val_acc=m["val_acc"], score=score,
+                             channels_after=keep, latency_ms=cand_lat, val_acc=cand_acc, score=score,
                              chosen=False))
             if best is None or (score, -cand_lat) > best[0]:  # ties: the faster one
                 best = ((score, -cand_lat), cand, len(rows) - 1)
@@ -322,6 +339,8 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
         row["chosen"] = True
         deploy = with_channels(deploy, model.arch)
         lat, acc = row["latency_ms"], row["val_acc"]
+        if s.chosen_steps:  # the next iteration's accuracy changes are measured from the fine-tuned network
+            acc = s.score(model, evaluation, s.chosen_steps, seed=1000 + it)
         save_checkpoint(checkpoint_path(out_dir, it), model, {"val_acc": acc, "latency_ms": lat})
         _append(out_dir / "proposals.csv", PROPOSALS, rows)
         measured = measure_fn([deploy])[0] if measure_fn else None

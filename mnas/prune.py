@@ -10,7 +10,9 @@ Writes runs/prune/<device>/<time>/: config.yaml, start.json, history.csv (one ro
 (every proposal), iters/iter_NNN.pt; after the target, a longer fine-tune and model.pt (load with
 mnas.train.load_checkpoint: the proxy network), arch.json / arch.txt (the deployment arch), result.json, path.png.
 compare_width=true also trains, for the same total steps, the unpruned network and the width-multiplied baseline
-of the pruned network's latency, and measures all three side by side (compare.csv). `resume=<run dir>` continues.
+of the pruned network's latency, `compare_seeds` times each, and measures all three side by side (compare.csv, one
+row per network and run; compare.json, their means and NetAdapt's claim checked). `resume=<run dir>` continues
+(with a larger compare_seeds: adds runs).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -29,12 +32,13 @@ from mnas.arch import ArchConfig  # noqa: E402
 from mnas.cli import parse_ms  # noqa: E402
 from mnas.errors import UserError  # noqa: E402
 from mnas.models import build, get_model  # noqa: E402
-from mnas.netadapt import Settings, minimal_arch, netadapt, read_history  # noqa: E402
+from mnas.netadapt import Settings, checkpoint_path, minimal_arch, netadapt, read_history  # noqa: E402
 from mnas.proxy import proxy_arch  # noqa: E402
 from mnas.stats import count  # noqa: E402
 from mnas.train import evaluate, load_checkpoint, save_checkpoint  # noqa: E402
 
-COMPARE = ["network", "steps", "val_acc", "test_acc", "latency_ms", "measured_ms", "macs", "params", "arch"]
+RESUME_OVERRIDES = ("compare_seeds", "threads")  # taken from the command line when resuming, not the saved run
+COMPARE = ["network", "run", "steps", "val_acc", "test_acc", "latency_ms", "measured_ms", "macs", "params", "arch"]
 
 
 def parse_target(target, start_ms: float) -> float:
@@ -68,6 +72,11 @@ def check_target(deploy: ArchConfig, target, latency_fn, s: Settings) -> tuple[f
     return target_ms, start_ms
 
 
+def check_seeds(n) -> None:
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise UserError(f"compare_seeds={n!r} is invalid: use a positive integer (runs per compared network)")
+
+
 def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr: float, s: Settings,
                 max_stride: int = 8, progress: bool = True):
     """(proxy network with starting weights, {source, steps}): the checkpoint's weights, or trained from scratch."""
@@ -89,10 +98,12 @@ def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr:
     return net, {"source": "scratch", "steps": init_steps}
 
 
-def train_reference(arch: ArchConfig, data, steps: int, lr: float, s: Settings, max_stride: int, progress: bool):
-    """The proxy network of `arch` trained from scratch for `steps`: (val_acc, test_acc)."""
-    net = build(proxy_arch(arch, data.num_classes, max_stride), seed=s.seed)
-    s.fit(net, data, steps, lr, progress=progress)
+def train_reference(arch: ArchConfig, data, steps: int, lr: float, s: Settings, max_stride: int, progress: bool,
+                    run: int = 0):
+    """The proxy network of `arch` trained from scratch for `steps` (init and data order from s.seed + run):
+    (val_acc, test_acc)."""
+    net = build(proxy_arch(arch, data.num_classes, max_stride), seed=s.seed + run)
+    s.fit(net, data, steps, lr, seed=run, progress=progress)
     return evaluate(net, data.val, s.resolution)[0], evaluate(net, data.test, s.resolution)[0]
 
 
@@ -107,34 +118,79 @@ def matching_width(model: str, width: float, deploy: ArchConfig, ms: float, late
 
 
 def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, data, steps: int, latency_fn,
-                  measure_fn, out_dir: Path, lr: float, s: Settings, max_stride: int, progress: bool) -> pd.DataFrame:
+                  measure_fn, out_dir: Path, lr: float, s: Settings, max_stride: int, progress: bool,
+                  seeds: int = 1, refit_pruned=None) -> pd.DataFrame:
     """The pruned network next to the unpruned one and the width-multiplied baseline of its latency, the two
-    trained from scratch for the same total steps; measured side by side (interleaved) when measure_fn is given."""
+    trained from scratch for the same total steps, `seeds` times each (seed s.seed + run); measured side by side
+    (interleaved) when measure_fn is given. Run 0 of "pruned" is the NetAdapt result; `refit_pruned(run) ->
+    (val, test)` gives further runs (the final fine-tune repeated with another seed: the pruning path is run 0's).
+    One compare.csv row per (network, run); finished rows are kept (resume)."""
     deploy_p = ArchConfig.from_string(pruned["arch"])
     w = matching_width(model, width, deploy0, pruned["latency_ms"], latency_fn)
     nets = {"pruned": deploy_p, f"unpruned {model} x{width:g}": deploy0,
             f"{model} x{w:g}": get_model(model, w, deploy0.resolution, deploy0.num_classes, deploy0.in_chans)}
     path = out_dir / "compare.csv"
     rows = pd.read_csv(path).to_dict("records") if path.exists() else []
-    done = {r["network"] for r in rows}
-    for name, arch in nets.items():
-        if name in done:
-            continue
-        if name == "pruned":
-            val, test = pruned["val_acc"], pruned["test_acc"]
-        else:
-            print(f"compare: training {name} from scratch for {steps} steps")
-            val, test = train_reference(arch, data, steps, lr, s, max_stride, progress)
-        c = count(arch)
-        rows.append(dict(network=name, steps=steps, val_acc=val, test_acc=test, latency_ms=latency_fn(arch),
-                         measured_ms=None, macs=c.macs, params=c.params, arch=arch.to_string()))
-        pd.DataFrame(rows, columns=COMPARE).to_csv(path, index=False)
+    for r in rows:  # files written before compare_seeds existed hold run 0 only
+        r["run"] = 0 if pd.isna(r.get("run", float("nan"))) else int(r["run"])
+    done = {(r["network"], r["run"]) for r in rows}
+    for run in range(seeds):
+        for name, arch in nets.items():
+            if (name, run) in done:
+                continue
+            if name == "pruned":
+                if run == 0:
+                    val, test = pruned["val_acc"], pruned["test_acc"]
+                else:
+                    print(f"compare: repeating the pruned network's final fine-tune with seed {s.seed + run}")
+                    val, test = refit_pruned(run)
+            else:
+                print(f"compare: training {name} from scratch for {steps} steps (seed {s.seed + run})")
+                val, test = train_reference(arch, data, steps, lr, s, max_stride, progress, run)
+            c = count(arch)
+            rows.append(dict(network=name, run=run, steps=steps, val_acc=val, test_acc=test,
+                             latency_ms=latency_fn(arch), measured_ms=None, macs=c.macs, params=c.params,
+                             arch=arch.to_string()))
+            pd.DataFrame(rows, columns=COMPARE).to_csv(path, index=False)
     if measure_fn:
-        for r, ms in zip(rows, measure_fn([ArchConfig.from_string(r["arch"]) for r in rows])):
-            r["measured_ms"] = ms
-    df = pd.DataFrame(rows, columns=COMPARE)
+        archs = list(dict.fromkeys(r["arch"] for r in rows))  # each network once, all side by side
+        ms = dict(zip(archs, measure_fn([ArchConfig.from_string(a) for a in archs])))
+        for r in rows:
+            r["measured_ms"] = ms[r["arch"]]
+    df = pd.DataFrame(rows, columns=COMPARE).sort_values(["run"], kind="stable")
     df.to_csv(path, index=False)
     return df
+
+
+def summarize_compare(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """(one row per network: runs, mean/std of val and test accuracy, latencies), and NetAdapt's claim checked:
+    speed-up of pruned over unpruned (measured when there is a measurement), its test-accuracy drop, and its
+    margin over the width-multiplied baseline, each with the runs' spreads."""
+    g = df.groupby("network", sort=False)
+    table = pd.DataFrame({"runs": g.size(), "test_acc": g["test_acc"].mean(), "test_std": g["test_acc"].std(),
+                          "val_acc": g["val_acc"].mean(), "latency_ms": g["latency_ms"].first(),
+                          "measured_ms": g["measured_ms"].first(), "macs": g["macs"].first()}).reset_index()
+    row = {r["network"]: r for r in table.to_dict("records")}
+    pruned = row["pruned"]
+    unpruned = next(r for n, r in row.items() if n.startswith("unpruned "))
+    width = next(r for n, r in row.items() if n not in ("pruned", unpruned["network"]))
+    key = "measured_ms" if pd.notna(pruned["measured_ms"]) else "latency_ms"
+    spread = lambda a, b: float(np.sqrt(np.nansum([a["test_std"] ** 2, b["test_std"] ** 2])))  # noqa: E731
+    checks = {"latency": "measured" if key == "measured_ms" else "predicted",
+              "speedup": unpruned[key] / pruned[key], "width_network": width["network"],
+              "width_speedup": width[key] / pruned[key],
+              "drop": unpruned["test_acc"] - pruned["test_acc"], "drop_spread": spread(unpruned, pruned),
+              "over_width": pruned["test_acc"] - width["test_acc"], "over_width_spread": spread(width, pruned),
+              "runs": int(table["runs"].min())}
+    return table, checks
+
+
+def format_checks(c: dict) -> str:
+    return (f"NetAdapt vs the unpruned network and {c['width_network']}, test accuracy over {c['runs']} run(s): "
+            f"{c['latency']} speed-up {c['speedup']:.2f}x (goal >= 1.3x); accuracy drop {100 * c['drop']:+.2f} "
+            f"points (goal <= 0.5; runs' combined std {100 * c['drop_spread']:.2f}); over the width-multiplied "
+            f"network {100 * c['over_width']:+.2f} points (goal > 0; combined std {100 * c['over_width_spread']:.2f}"
+            f"; its {c['latency']} latency {c['width_speedup']:.2f}x the pruned one's)")
 
 
 def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None, path: Path, title: str) -> None:
@@ -148,9 +204,12 @@ def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None,
     ax.scatter([f["latency_ms"]], [100 * f["val_acc"]], marker="*", s=140, color="C3", zorder=3,
                label="pruned, after the final fine-tune (whole val)")
     if compare is not None:
-        for i, (_, r) in enumerate(compare[compare["network"] != "pruned"].iterrows()):
-            ax.scatter([r["latency_ms"]], [100 * r["val_acc"]], marker="s", s=50, color=f"C{i + 4}", zorder=3,
-                       label=f"{r['network']} ({int(r['steps'])} steps)")
+        g = compare.groupby("network", sort=False)
+        for i, (name, r) in enumerate(g):
+            std = 100 * r["val_acc"].std() if len(r) > 1 else None
+            ax.errorbar([r["latency_ms"].iloc[0]], [100 * r["val_acc"].mean()], yerr=std, fmt="*" if name ==
+                        "pruned" else "s", ms=9, capsize=3, color="C3" if name == "pruned" else f"C{i + 4}", zorder=3,
+                        label=f"{name}: {int(r['steps'].iloc[0])} steps in all, {len(r)} run(s), mean +- std")
     ax.axvline(result["target_ms"], color="k", ls="--", lw=1, label=f"target {result['target_ms']:.2f} ms")
     ax.set_xlabel("predicted latency at the deployment shape (ms)")
     ax.set_ylabel("validation accuracy on the proxy task (%)")
@@ -164,10 +223,12 @@ def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None,
 def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings, measure_fn=None,
               checkpoint=None, init=None, init_steps: int = 1000, final_steps: int = 1000, lr: float = 0.05,
               max_stride: int = 8, compare: tuple[str, float] | None = None, device: str = "?",
-              progress: bool = True) -> dict:
+              progress: bool = True, compare_seeds: int = 1, final_lr: float | None = None) -> dict:
     """Prune `deploy` (weights: checkpoint, else init_steps from scratch) until latency_fn <= target ('12ms' or
-    '0.7x'), fine-tune final_steps, write the run folder (see module doc). `compare=(baseline, width)` adds the
-    comparison. A folder that already holds a history resumes. Returns result.json's dict."""
+    '0.7x'), fine-tune final_steps (peak final_lr, default s.lr), write the run folder (see module doc).
+    `compare=(baseline, width)` adds the comparison (compare_seeds runs of each network). A folder that already
+    holds a history resumes. Returns result.json's dict."""
+    check_seeds(compare_seeds)
     s.check()
     target_ms, start_ms = check_target(deploy, target, latency_fn, s)  # before anything is written
     out_dir = Path(out_dir)
@@ -183,9 +244,9 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
     if (out_dir / "result.json").exists() and final_path.exists():
         result = json.loads((out_dir / "result.json").read_text())
     else:
-        s.fit(model, data, final_steps, progress=progress)
+        s.fit(model, data, final_steps, lr=final_lr, progress=progress)
         val_acc, test_acc = (evaluate(model, split, s.resolution)[0] for split in (data.val, data.test))
-        steps = None if start["steps"] is None else start["steps"] + iterations * s.finetune_steps + final_steps
+        steps = None if start["steps"] is None else start["steps"] + iterations * s.steps_per_iteration() + final_steps
         measured = measure_fn([deploy, deploy_p]) if measure_fn else [None, None]
         final = dict(latency_ms=float(latency_fn(deploy_p)), measured_ms=measured[1], val_acc=val_acc,
                      test_acc=test_acc, arch=deploy_p.to_string(), proxy_arch=model.arch.to_string())
@@ -202,9 +263,19 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
     if compare:
         if result["total_steps"] is None:
             raise UserError(f"compare_width needs the start checkpoint's step count ({start['source']} has none)")
+
+        def refit_pruned(run: int):  # the final fine-tune again, from the last iteration, with another seed
+            net = load_checkpoint(checkpoint_path(out_dir, iterations))
+            s.fit(net, data, final_steps, lr=final_lr, seed=run, progress=progress)
+            return evaluate(net, data.val, s.resolution)[0], evaluate(net, data.test, s.resolution)[0]
+
         table = compare_width(*compare, deploy, result["final"], data, result["total_steps"], latency_fn,
-                              measure_fn, out_dir, lr, s, max_stride, progress)
-        print(table.drop(columns="arch").to_string(index=False))
+                              measure_fn, out_dir, lr, s, max_stride, progress, compare_seeds, refit_pruned)
+        summary, checks = summarize_compare(table)
+        print(summary.to_string(index=False))
+        print(format_checks(checks))
+        (out_dir / "compare.json").write_text(json.dumps({"networks": summary.to_dict("records"), "checks": checks},
+                                                         indent=2, default=float))
     plot_path(read_history(out_dir), result, table, out_dir / "path.png",
               f"NetAdapt on {device}: {start_ms:.2f} -> {result['final']['latency_ms']:.2f} ms predicted")
     f = result["final"]
@@ -250,7 +321,8 @@ def main(cfg) -> dict:
         out_dir = Path(c["resume"])
         if not (out_dir / "config.yaml").is_file():
             raise UserError(f"resume={out_dir} is not a prune run directory (no config.yaml there)")
-        c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), "resume": str(out_dir)}
+        keep = {k: c[k] for k in RESUME_OVERRIDES}  # the saved settings win, except these
+        c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), **keep, "resume": str(out_dir)}
     if c["scale"] not in c["scales"]:
         raise UserError(f"scale={c['scale']!r} is invalid: use one of {', '.join(c['scales'])}")
     for key, value in c["scales"][c["scale"]].items():
@@ -261,11 +333,13 @@ def main(cfg) -> dict:
     measure_fn = (lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],
                                               stat=dev["stat"], progress=False)["ms"].tolist()) if dev["live"] else None
     s = Settings(delta=c["delta"], decay=c["delta_decay"], select=c["select"], finetune_steps=c["finetune_steps"],
+                 chosen_steps=c.get("chosen_steps") or 0,
                  lr=c["finetune_lr"], batch_size=c["batch_size"], resolution=c["data"].get("proxy_resolution", 32),
                  eval_images=c["eval_images"], min_channels=c["min_channels"], p=c["importance_p"],
                  max_iterations=c["max_iterations"], seed=c["seed"], threads=c["threads"])
     deploy, checkpoint, compare = resolve_input(c)
     s.check()
+    check_seeds(c.get("compare_seeds", 1))
     check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
     d = c["data"]
     data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
@@ -279,7 +353,8 @@ def main(cfg) -> dict:
     print(f"pruning {deploy.to_string()[:60]}... for {device} to {c['target']}; proxy {d['name']} "
           f"{s.resolution}px; start weights: {source}; run dir {out_dir}")
     return run_prune(deploy, data, c["target"], latency_fn, out_dir, s, measure_fn, checkpoint, c["init"],
-                     c["init_steps"], c["final_steps"], c["lr"], c["max_stride"], compare, device)
+                     c["init_steps"], c["final_steps"], c["lr"], c["max_stride"], compare, device,
+                     compare_seeds=c.get("compare_seeds", 1), final_lr=c.get("final_lr"))
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ from mnas import data as datasets
 from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.models import build, get_model
-from mnas.netadapt import (Settings, arch_of, channels, minimal_arch, netadapt, prune_unit, read_history,
-                           smallest_keep, units)
+from mnas.netadapt import (Settings, arch_of, channels, checkpoint_path, minimal_arch, netadapt, prune_unit,
+                           read_history, smallest_keep, units)
 from mnas.prune import run_prune
 from mnas.proxy import proxy_arch
 from mnas.space import load_space
 from mnas.stats import count
-from mnas.train import load_checkpoint
+from mnas.train import evaluate, load_checkpoint
 
 ARCHS = {"mobilenet_v1": get_model("mobilenet_v1", 0.25, 64), "mobilenet_v2": get_model("mobilenet_v2", 0.35, 64),
          "mobilenet_v3_large": get_model("mobilenet_v3_large", 0.5, 64),
@@ -124,6 +124,29 @@ def test_select_accuracy_keeps_the_most_accurate(digits, tmp_path):
     assert len(props) > 1 and props.loc[props["chosen"], "unit"].item() == best.loc[best["latency_ms"].idxmin(), "unit"]
 
 
+def test_proposals_scored_without_finetune_then_chosen_one_finetuned(digits, tmp_path):
+    """finetune_steps=0: each proposal is scored as pruned (BatchNorm re-estimated); chosen_steps fine-tune the kept
+    one, whose accuracy (after that fine-tune) is the history's and the next iteration's reference."""
+    deploy = ARCHS["mobilenet_v2"]
+    digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
+    s = Settings(delta=0.2, resolution=16, chosen_steps=3, **dict(FAST, finetune_steps=0, bn_recalibration=True))
+    result = run_prune(deploy, digits, "0.8x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
+                       device="stand-in", progress=False)
+    assert result["reached"] and result["total_steps"] == 2 + result["iterations"] * 3 + 1
+    hist, props = read_history(tmp_path), pd.read_csv(tmp_path / "proposals.csv")
+    chosen = props[props["chosen"]].set_index("iteration")
+    for _, row in hist[hist["iteration"] > 0].iterrows():  # the history's accuracy is the fine-tuned network's
+        model = load_checkpoint(checkpoint_path(tmp_path, int(row["iteration"])))
+        assert model.arch == proxy_arch(ArchConfig.from_string(row["arch"]), 10)
+        assert row["unit"] == chosen.loc[row["iteration"], "unit"]
+        assert evaluate(model, digits.val, 16)[0] == pytest.approx(row["val_acc"])  # saved after its fine-tune
+    pruned = load_checkpoint(checkpoint_path(tmp_path, 1))
+    scored = Settings(resolution=16, **dict(FAST, bn_recalibration=True)).score(pruned, digits, 0, seed=0)
+    assert 0 <= scored <= 1
+    with pytest.raises(UserError, match="chosen_steps=-1"):
+        Settings(chosen_steps=-1).check()
+
+
 def test_resume_after_interruption(digits, tmp_path):
     """Killed between an iteration's checkpoint and its history row: the rerun redoes that iteration only."""
     deploy = ARCHS["mobilenet_v2"]
@@ -188,3 +211,22 @@ def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     again = run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
                       compare=("mobilenet_v2", 0.35), device="stand-in", progress=False)  # finished: nothing redone
     assert again == result and len(pd.read_csv(tmp_path / "compare.csv")) == 3
+    first = pd.read_csv(tmp_path / "compare.csv")
+    run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
+              compare=("mobilenet_v2", 0.35), device="stand-in", progress=False, compare_seeds=2)  # adds run 1 only
+    table = pd.read_csv(tmp_path / "compare.csv")
+    assert sorted(table.groupby("network").size()) == [2, 2, 2] and set(table["run"]) == {0, 1}
+    pd.testing.assert_frame_equal(table[table["run"] == 0].reset_index(drop=True), first)  # run 0 kept as it was
+    checks = json.loads((tmp_path / "compare.json").read_text())["checks"]
+    by = table.groupby("network")["test_acc"].mean()
+    unpruned = by[[n for n in by.index if n.startswith("unpruned")][0]]
+    assert checks["runs"] == 2 and checks["latency"] == "predicted"
+    assert checks["drop"] == pytest.approx(unpruned - by["pruned"])
+    assert checks["speedup"] == pytest.approx(mac_latency(deploy) / result["final"]["latency_ms"])
+
+
+def test_compare_seeds_must_be_positive(digits, tmp_path):
+    with pytest.raises(UserError, match="compare_seeds=0 is invalid"):
+        run_prune(ARCHS["mobilenet_v2"], digits, "0.85x", mac_latency, tmp_path, Settings(**FAST), compare_seeds=0,
+                  progress=False)
+    assert not any(tmp_path.iterdir())
