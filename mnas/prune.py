@@ -274,8 +274,9 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
         summary, checks = summarize_compare(table)
         print(summary.to_string(index=False))
         print(format_checks(checks))
-        (out_dir / "compare.json").write_text(json.dumps({"networks": summary.to_dict("records"), "checks": checks},
-                                                         indent=2, default=float))
+        networks = summary.astype(object).where(summary.notna(), None).to_dict("records")  # NaN std (1 run): null
+        (out_dir / "compare.json").write_text(json.dumps({"networks": networks, "checks": checks}, indent=2,
+                                                         default=float))
     plot_path(read_history(out_dir), result, table, out_dir / "path.png",
               f"NetAdapt on {device}: {start_ms:.2f} -> {result['final']['latency_ms']:.2f} ms predicted")
     f = result["final"]
