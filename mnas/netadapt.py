@@ -215,7 +215,7 @@ class Settings:
 
     def fit(self, model, data, steps: int, lr: float | None = None, seed: int = 0, progress: bool = False) -> dict:
         """mnas.train.fit for `steps` steps with these settings (lr defaults to the fine-tune lr)."""
-        return fit(model, data, max_steps=steps, batch_size=self.batch_size, lr=lr or self.lr,
+        return fit(model, data, epochs=None, max_steps=steps, batch_size=self.batch_size, lr=lr or self.lr,
                    resolution=self.resolution, seed=self.seed + seed, threads=self.threads, progress=progress,
                    bn_recalibration=self.bn_recalibration)
 

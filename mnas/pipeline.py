@@ -40,7 +40,7 @@ def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSetti
         model, source = estimator.extract(arch), "supernet"
     else:
         model, source = build(proxy_arch(arch, data.num_classes, p.max_stride)), "scratch"
-    metrics = fit(model, data, max_steps=p.finetune_steps, batch_size=p.batch_size, lr=p.lr,
+    metrics = fit(model, data, epochs=None, max_steps=p.finetune_steps, batch_size=p.batch_size, lr=p.lr,
                   resolution=p.resolution, seed=p.seed, progress=progress)
     test_acc = evaluate(model, data.test, p.resolution)[0]
     save_checkpoint(str(path), model, dict(source=source, steps=p.finetune_steps, val_acc=metrics["val_acc"],

@@ -75,15 +75,18 @@ def lr_at(step, total, peak, warmup):
 def check_args(epochs, batch_size, lr, optimizer, max_steps):
     if optimizer not in OPTIMIZERS:
         raise UserError(f"optimizer={optimizer!r} is invalid: use one of {', '.join(OPTIMIZERS)}")
-    if epochs < 1 or batch_size < 1 or not lr > 0 or (max_steps is not None and max_steps < 1):
+    if epochs is None and max_steps is None:
+        raise UserError("epochs=null needs max_steps: give the number of epochs or of steps")
+    if (epochs is not None and epochs < 1) or batch_size < 1 or not lr > 0 or (max_steps is not None and max_steps < 1):
         raise UserError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}, max_steps={max_steps}: "
-                        "all must be positive (max_steps may be null)")
+                        "all must be positive (max_steps may be null, or epochs when max_steps is set)")
 
 
 def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_decay=4e-5, label_smoothing=0.1,
         resolution=32, augment=True, channels_last=True, threads=None, max_steps=None, seed=0, progress=True,
         log=None, bn_recalibration=True):
     """Train `model` on data.train and evaluate on data.val after each epoch (and when max_steps stops it).
+    `max_steps` caps the steps of `epochs` epochs; epochs=None runs as many epochs as max_steps needs.
 
     `lr` is the peak rate for batch 128, scaled linearly with batch_size (rmsprop wants ~10x less than sgd).
     Weight decay skips biases and BatchNorm. Before each evaluation the BatchNorm statistics are re-estimated on
@@ -96,6 +99,7 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
     torch.manual_seed(seed)
     train = datasets.batches(data.train, batch_size, resolution, shuffle=True, augment=augment, seed=seed,
                              channels=model.arch.in_chans, drop_last=len(data.train) > batch_size)
+    epochs = epochs or math.ceil(max_steps / len(train))
     total = len(train) * epochs if max_steps is None else min(max_steps, len(train) * epochs)
     peak, warmup = lr * batch_size / 128, max(1, total // 30)
     params = [p for p in model.parameters() if p.requires_grad]

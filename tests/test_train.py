@@ -13,6 +13,7 @@ from mnas.arch import ArchConfig
 from mnas.proxy import proxy_arch
 from mnas.errors import UserError
 from mnas.models import build, get_model
+from mnas.netadapt import Settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,6 +51,20 @@ def test_fit_learns_digits(digits, trained):
     assert metrics["val_acc"] > 0.3  # chance is 0.1
     assert metrics["steps"] == 40 and len(metrics["epochs"]) == 2 and len(metrics["train_loss"]) == 2
     assert metrics["img_per_s"] > 0 and metrics["epochs"][-1]["epoch"] == 2
+
+
+def test_steps_beyond_one_epoch_are_all_run(digits):
+    """max_steps with epochs=None runs every step, over as many epochs as needed (one epoch once capped
+    NetAdapt's from-scratch references at 781 of 1160 steps); NetAdapt's Settings.fit asks for exactly that."""
+    per_epoch = len(digits.train) // 64  # full batches (the last partial one is dropped)
+    model = build(get_model("mobilenet_v1", 0.25, num_classes=digits.num_classes))
+    m = train.fit(model, digits, epochs=None, batch_size=64, max_steps=2 * per_epoch + 3, augment=False,
+                  progress=False)
+    assert m["steps"] == 2 * per_epoch + 3 and len(m["epochs"]) == 3
+    assert Settings(batch_size=64).fit(model, digits, per_epoch + 1)["steps"] == per_epoch + 1
+    assert train.fit(model, digits, batch_size=64, max_steps=per_epoch + 1, progress=False)["steps"] == per_epoch
+    with pytest.raises(UserError, match="epochs=null needs max_steps"):
+        train.fit(model, digits, epochs=None, max_steps=None)
 
 
 def test_progress_in_a_log_file_is_a_line_per_tenth(digits, capsys):
