@@ -175,7 +175,9 @@ def summarize_compare(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     unpruned = next(r for n, r in row.items() if n.startswith("unpruned "))
     width = next(r for n, r in row.items() if n not in ("pruned", unpruned["network"]))
     key = "measured_ms" if pd.notna(pruned["measured_ms"]) else "latency_ms"
-    spread = lambda a, b: float(np.sqrt(np.nansum([a["test_std"] ** 2, b["test_std"] ** 2])))  # noqa: E731
+    def spread(a, b):  # None with a single run: there is no spread to compare against
+        stds = [a["test_std"], b["test_std"]]
+        return None if any(pd.isna(x) for x in stds) else float(np.sqrt(sum(x ** 2 for x in stds)))
     checks = {"latency": "measured" if key == "measured_ms" else "predicted",
               "speedup": unpruned[key] / pruned[key], "width_network": width["network"],
               "width_speedup": width[key] / pruned[key],
@@ -186,10 +188,11 @@ def summarize_compare(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 
 def format_checks(c: dict) -> str:
+    std = lambda x: "n/a, 1 run" if x is None else f"{100 * x:.2f}"  # noqa: E731
     return (f"NetAdapt vs the unpruned network and {c['width_network']}, test accuracy over {c['runs']} run(s): "
             f"{c['latency']} speed-up {c['speedup']:.2f}x (goal >= 1.3x); accuracy drop {100 * c['drop']:+.2f} "
-            f"points (goal <= 0.5; runs' combined std {100 * c['drop_spread']:.2f}); over the width-multiplied "
-            f"network {100 * c['over_width']:+.2f} points (goal > 0; combined std {100 * c['over_width_spread']:.2f}"
+            f"points (goal <= 0.5; runs' combined std {std(c['drop_spread'])}); over the width-multiplied "
+            f"network {100 * c['over_width']:+.2f} points (goal > 0; combined std {std(c['over_width_spread'])}"
             f"; its {c['latency']} latency {c['width_speedup']:.2f}x the pruned one's)")
 
 

@@ -211,6 +211,7 @@ def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     again = run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
                       compare=("mobilenet_v2", 0.35), device="stand-in", progress=False)  # finished: nothing redone
     assert again == result and len(pd.read_csv(tmp_path / "compare.csv")) == 3
+    assert json.loads((tmp_path / "compare.json").read_text())["checks"]["drop_spread"] is None  # 1 run: no spread
     first = pd.read_csv(tmp_path / "compare.csv")
     run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
               compare=("mobilenet_v2", 0.35), device="stand-in", progress=False, compare_seeds=2)  # adds run 1 only
@@ -222,6 +223,9 @@ def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     unpruned = by[[n for n in by.index if n.startswith("unpruned")][0]]
     assert checks["runs"] == 2 and checks["latency"] == "predicted"
     assert checks["drop"] == pytest.approx(unpruned - by["pruned"])
+    std = table.groupby("network")["test_acc"].std()
+    name = [n for n in by.index if n.startswith("unpruned")][0]
+    assert checks["drop_spread"] == pytest.approx((std[name] ** 2 + std["pruned"] ** 2) ** 0.5)
     assert checks["speedup"] == pytest.approx(mac_latency(deploy) / result["final"]["latency_ms"])
 
 
