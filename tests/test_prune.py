@@ -220,11 +220,10 @@ def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     pd.testing.assert_frame_equal(table[table["run"] == 0].reset_index(drop=True), first)  # run 0 kept as it was
     checks = json.loads((tmp_path / "compare.json").read_text())["checks"]
     by = table.groupby("network")["test_acc"].mean()
-    unpruned = by[[n for n in by.index if n.startswith("unpruned")][0]]
-    assert checks["runs"] == 2 and checks["latency"] == "predicted"
-    assert checks["drop"] == pytest.approx(unpruned - by["pruned"])
-    std = table.groupby("network")["test_acc"].std()
     name = [n for n in by.index if n.startswith("unpruned")][0]
+    assert checks["runs"] == 2 and checks["latency"] == "predicted"
+    assert checks["drop"] == pytest.approx(by[name] - by["pruned"])
+    std = table.groupby("network")["test_acc"].std()
     assert checks["drop_spread"] == pytest.approx((std[name] ** 2 + std["pruned"] ** 2) ** 0.5)
     assert checks["speedup"] == pytest.approx(mac_latency(deploy) / result["final"]["latency_ms"])
 
