@@ -37,3 +37,46 @@ def test_workers_resume_and_summary(tiny_space, tmp_path):
     again = rank_check(archs, macs, macs, never, [0, 1], tmp_path, jobs=1)
     assert again["kendall_tau"] == pytest.approx(summary["kendall_tau"])
     assert load("digits", val_size=0.2).num_classes == 10
+
+
+def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
+    """A proxy_check run as the reference: its cells are not retrained, the cells it lacks are, fill_gaps adds
+    archs inside the reference's latency range, and a reference made on other data is refused in one line."""
+    import yaml
+
+    from mnas.errors import UserError
+    from mnas.supernet.rank_check import check_reference, fill_gaps, load_reference
+
+    base = spread_archs(tiny_space, 3, macs, pool=60)
+    archs = fill_gaps(tiny_space, base, 2, macs, pool=60)
+    assert len(set(archs)) == 5 and set(base) <= set(archs)
+    assert [macs(a) for a in archs] == sorted(macs(a) for a in archs)
+    assert macs(archs[0]) == macs(base[0]) and macs(archs[-1]) == macs(base[-1])  # the gaps lie inside the range
+    ref = tmp_path / "proxy_check"
+    ref.mkdir()
+    cfg = dict(data="digits", val_size=0.2, train_subset=None, resolution=32, max_stride=8, data_options={},
+               seeds=2, epochs=1, max_steps=3, batch_size=32, lr=0.1, archs=[a.to_string() for a in base])
+    (ref / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rows = [f"{a.to_string()},{s},{0.5 + 0.1 * i},1.0,3,96,10.0,{7.0 + s}" for i, a in enumerate(base) for s in (0, 1)]
+    (ref / "runs.csv").write_text("arch,seed,val_acc,val_loss,steps,images,img_per_s,seconds\n"
+                                  + "\n".join(rows[:-1]) + "\n")  # the largest arch lacks seed 1
+    got, known = load_reference(ref)
+    assert got["archs"] == cfg["archs"] and known[(base[0].to_string(), 1)] == (0.5, 8.0)
+    check_reference(got, dict(name="digits", val_size=0.2, proxy_resolution=32), 8, 0)
+    with pytest.raises(UserError, match="data .'digits' there, 'fashion_mnist' here"):
+        check_reference(got, dict(name="fashion_mnist", val_size=0.2, proxy_resolution=32), 8, 0)
+    with pytest.raises(UserError, match="seed-0 split"):
+        check_reference(got, dict(name="digits", val_size=0.2, proxy_resolution=32), 8, 1)
+
+    trained = []
+
+    def standalone(arch, seed):
+        trained.append((arch, seed))
+        return 0.25
+    rank_check(archs, macs, macs, standalone, [0, 1], tmp_path / "out", known=known)
+    new = [a for a in archs if a not in base]
+    assert sorted(map(str, trained)) == sorted(map(str, [(base[-1], 1)] + [(a, s) for a in new for s in (0, 1)]))
+    df = pd.read_csv(tmp_path / "out" / "rank.csv").set_index("arch")
+    assert df.at[base[1].to_string(), "standalone_seed1"] == pytest.approx(0.6)
+    assert df.at[base[1].to_string(), "standalone_s"] == pytest.approx(15.0)
+    assert df.at[base[-1].to_string(), "standalone_seed1"] == 0.25

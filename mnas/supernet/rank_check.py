@@ -10,6 +10,12 @@ seed, latency, supernet_s per estimate, standalone_s summed over seeds), rank.pn
 It prints Kendall tau and Spearman rho between the two, and the stand-alone reference's own seed-to-seed tau:
 the ceiling, since no estimator can agree with the reference better than the reference agrees with itself.
 Rerun with out_dir=<that folder> to resume.
+
+    python -m mnas.supernet.rank_check reference=runs/proxy_check/fmnist_cluttered/<time> n=10
+
+reuses a finished (or partial) mnas.proxy_check run as the stand-alone reference: its archs, its accuracies per
+seed and its training recipe (epochs, max_steps, batch, lr); cells it lacks are trained here with that recipe,
+and n above its arch count adds archs in the widest latency gaps between its archs (trained here, per seed).
 """
 from __future__ import annotations
 
@@ -44,6 +50,47 @@ def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int =
         order = np.argsort(np.abs(lat - target))
         picked.append(next(int(i) for i in order if int(i) not in picked))
     return [archs[i] for i in sorted(picked, key=lambda i: lat[i])]
+
+
+def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, seed: int = 0) -> list:
+    """archs plus k new ones, each the pool arch closest to the middle of the widest gap in latency between the
+    archs so far (their range's ends included), sorted by latency."""
+    rng = random.Random(seed)
+    cands = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if a not in archs]
+    lat = {a: latency_fn(a) for a in [*archs, *cands]}
+    out = list(archs)
+    for _ in range(k):
+        if not cands:
+            raise UserError(f"no arch of the pool of {pool} left to add: lower n or raise pool")
+        ms = sorted(lat[a] for a in out)
+        lo, hi = max(zip(ms, ms[1:]), key=lambda g: g[1] - g[0])
+        best = min(cands, key=lambda a: abs(lat[a] - (lo + hi) / 2))
+        cands.remove(best)
+        out.append(best)
+    return sorted(out, key=lat.get)
+
+
+def load_reference(run_dir: Path) -> tuple[dict, dict]:
+    """(proxy_check config, {(arch string, seed): (val_acc, seconds)}) of a proxy_check run directory."""
+    cfg_path, runs_path = run_dir / "config.yaml", run_dir / "runs.csv"
+    if not cfg_path.is_file() or not runs_path.is_file():
+        raise UserError(f"reference={run_dir} is not a proxy_check run directory (it needs config.yaml and runs.csv)")
+    import yaml
+    cfg = yaml.safe_load(cfg_path.read_text())
+    runs = pd.read_csv(runs_path)
+    return cfg, {(r.arch, int(r.seed)): (float(r.val_acc), float(r.seconds)) for r in runs.itertuples()}
+
+
+def check_reference(cfg: dict, data: dict, max_stride: int, seed: int) -> None:
+    """The reference must have trained on the data, split and proxy rule the supernet is scored with (proxy_check
+    carves its validation split with seed 0)."""
+    if seed != 0:
+        raise UserError(f"seed={seed}: a proxy_check reference was validated on the seed-0 split; use seed=0")
+    want = {"data": data["name"], "val_size": data.get("val_size", 0.1), "train_subset": data.get("train_subset"),
+            "resolution": data.get("proxy_resolution", 32), "max_stride": max_stride, "data_options": {}}
+    if diff := {k: (cfg.get(k), v) for k, v in want.items() if cfg.get(k) != v}:
+        raise UserError("the reference proxy_check run differs from this rank_check in " + ", ".join(
+            f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in diff.items()) + ": pass the matching data=... options")
 
 
 def summarize(df: pd.DataFrame, seeds) -> dict:
@@ -100,10 +147,11 @@ def _timed(fn, arch_string: str, seed: int) -> tuple[float, float]:
 
 
 def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Path, resolution: int = 32,
-               num_classes: int = 10, title: str = "", jobs: int = 1) -> dict:
+               num_classes: int = 10, title: str = "", jobs: int = 1, known: dict | None = None) -> dict:
     """Fill rank.csv in out_dir (cells already there are kept: resume), then write rank.png and summary.json.
     supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies; with jobs > 1 the stand-alone
-    runs go to that many worker processes (standalone_fn must then be picklable, e.g. a Standalone)."""
+    runs go to that many worker processes (standalone_fn must then be picklable, e.g. a Standalone). known maps
+    (arch string, seed) to (accuracy, seconds) of stand-alone runs made elsewhere (a proxy_check reference)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rank.csv"
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -117,6 +165,11 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     for c in ["supernet_acc", "supernet_s", "standalone_s", *cols]:
         if c not in df:
             df[c] = np.nan
+    for (a, s), (acc, secs) in (known or {}).items():
+        hit = df.index[df["arch"] == a]
+        if len(hit) and f"standalone_seed{s}" in df and np.isnan(df.at[hit[0], f"standalone_seed{s}"]):
+            df.at[hit[0], f"standalone_seed{s}"] = acc
+            df.at[hit[0], "standalone_s"] = np.nan_to_num(df.at[hit[0], "standalone_s"]) + secs
     for i, arch in enumerate(archs):
         if np.isnan(df.at[i, "supernet_acc"]):
             t0 = time.perf_counter()
@@ -165,20 +218,29 @@ def main(cfg):
         raise UserError(f"n={c['n']}, seeds={c['seeds']}: use n >= 3 archs and at least one seed")
     space, device, d = load_space(c["space"]["name"]), c["device"]["name"], c["data"]
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
-    archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
+    e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
+    sa, seeds, known = c["standalone"], c["seeds"], None
+    if c["reference"]:
+        ref, known = load_reference(Path(c["reference"]))
+        check_reference(ref, d, e.get("max_stride", 8), c["seed"])
+        base = [ArchConfig.from_string(a) for a in ref["archs"]]
+        archs = fill_gaps(space, base, max(0, c["n"] - len(base)), latency_fn, c["pool"], c["seed"])
+        sa = {k: ref[k] for k in ("epochs", "max_steps", "batch_size", "lr")}
+        seeds = list(range(ref["seeds"]))
+    else:
+        archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
     data_args = dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
                      train_subset=d.get("train_subset"))
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)
-    e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
-    sa = c["standalone"]
     standalone_fn = Standalone(data_args, resolution, e.get("max_stride", 8), sa)
     out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
     print(f"{space.describe()}; {len(archs)} archs over {latency_fn(archs[0]):.1f}-{latency_fn(archs[-1]):.1f} ms "
-          f"({device}); stand-alone {sa} x seeds {c['seeds']} on {d['name']} -> {out_dir}")
-    return rank_check(archs, latency_fn, supernet, standalone_fn, c["seeds"], out_dir, resolution, data.num_classes,
-                      title=f"{space.name} on {d['name']} ({resolution}px proxy)", jobs=c["jobs"])
+          f"({device}); stand-alone {sa} x seeds {seeds} on {d['name']}"
+          f"{' (reference ' + c['reference'] + ')' if known else ''} -> {out_dir}")
+    return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
+                      title=f"{space.name} on {d['name']} ({resolution}px proxy)", jobs=c["jobs"], known=known)
 
 
 if __name__ == "__main__":
