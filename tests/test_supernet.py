@@ -186,3 +186,20 @@ def test_same_seed_and_cached_supernet_give_the_same_search(space, digits, train
     assert best_a == best_b
     cols = ["arch", "accuracy", "latency_ms", "state"]
     pd.testing.assert_frame_equal(trials_a[cols], trials_b[cols])
+
+
+def test_sandwich_without_the_smallest(space, digits, tmp_path):
+    """smallest=false trains the largest and random sub-networks only (a new cache entry; the default's key is
+    unchanged by the option's existence); with no random ones left it is refused in one line."""
+    from mnas.supernet.train import sandwich, settings_key
+    big, small = space.extreme(largest=True), space.extreme(largest=False)
+    assert sandwich(space, 5, 2, 0, big, small)[:2] == [big, small]
+    without = sandwich(space, 5, 2, 0, big)
+    assert without[0] == big and without[1:] == sandwich(space, 5, 2, 0, big, small)[2:]
+    assert "smallest" not in settings_key(SupernetSettings()) and not settings_key(SupernetSettings(smallest=False))["smallest"]
+    s = SupernetSettings(epochs=1, **dict(FAST, n_random=2), smallest=False)
+    assert cache_dir(space, digits, s, tmp_path) != cache_dir(space, digits, dataclasses.replace(s, smallest=True), tmp_path)
+    net, info = train_supernet(space, digits, s, tmp_path / "s", max_steps=2, progress=False)
+    assert info["step"] == 2 and pd.read_csv(tmp_path / "s" / "log.csv")["loss_others"].gt(0).all()
+    with pytest.raises(UserError, match="smallest=false with n_random=0"):
+        SupernetSettings(smallest=False, n_random=0)

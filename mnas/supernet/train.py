@@ -52,6 +52,7 @@ class SupernetSettings:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     n_random: int = 2  # random sub-networks per step, besides the largest and the smallest
+    smallest: bool = True  # train the smallest sub-network every step (the sandwich rule); False: only random ones
     distill: bool = True  # others learn the largest's soft targets (KL); False: the labels
     resolution: int = 32
     max_stride: int = 8  # the proxy rule (mnas.proxy)
@@ -64,6 +65,15 @@ class SupernetSettings:
                 raise UserError(f"supernet {k}={getattr(self, k)!r} is invalid: use a positive integer")
         if not self.lr > 0 or self.n_random < 0:
             raise UserError(f"supernet lr={self.lr}, n_random={self.n_random}: lr must be > 0, n_random >= 0")
+        if not self.smallest and self.n_random == 0:
+            raise UserError("supernet smallest=false with n_random=0 would train the largest sub-network only: "
+                            "use n_random >= 1 or smallest=true")
+
+
+def settings_key(s: SupernetSettings) -> dict:
+    """The settings as stored and hashed; options added later are left out at their defaults, so the supernets
+    cached before they existed stay valid."""
+    return {k: v for k, v in dataclasses.asdict(s).items() if not (k == "smallest" and v)}
 
 
 def fingerprint(data: Dataset) -> str:
@@ -78,7 +88,7 @@ def fingerprint(data: Dataset) -> str:
 def cache_dir(space: Space, data: Dataset, settings: SupernetSettings, root=CACHE_DIR) -> Path:
     """runs/supernets/<hash of space, training data, settings>/."""
     key = json.dumps({"version": VERSION, "space": dataclasses.asdict(space), "data": fingerprint(data),
-                      "settings": dataclasses.asdict(settings)}, sort_keys=True, default=str)
+                      "settings": settings_key(settings)}, sort_keys=True, default=str)
     return Path(root) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -106,10 +116,11 @@ def _shard(split: Split, rank: int, world: int, seed: int) -> Split:
     return split.take(perm[rank * m:(rank + 1) * m].sort().values)
 
 
-def sandwich(space: Space, step: int, n_random: int, seed: int, largest, smallest) -> list:
-    """The archs trained at `step`: largest first (the teacher), smallest, then n_random seeded random ones."""
+def sandwich(space: Space, step: int, n_random: int, seed: int, largest, smallest=None) -> list:
+    """The archs trained at `step`: largest first (the teacher), smallest (unless None), then n_random seeded
+    random ones."""
     rng = random.Random(seed * 1_000_003 + step)
-    return [largest, smallest] + [space.random_arch(rng) for _ in range(n_random)]
+    return [largest] + ([smallest] if smallest is not None else []) + [space.random_arch(rng) for _ in range(n_random)]
 
 
 def _average_gradients(net, world: int) -> None:
@@ -198,7 +209,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         done = ck["step"] >= ck["total"]  # a finished supernet serves any process count
-        if ck["settings"] != dataclasses.asdict(s) or not done and (ck["total"], ck["world"]) != (total, world):
+        if ck["settings"] != settings_key(s) or not done and (ck["total"], ck["world"]) != (total, world):
             raise UserError(f"{ckpt_path} was written by another schedule ({ck['settings']}, {ck['world']} "
                             f"process(es)): delete it or pass the same settings and process count")
         net.load_state_dict(ck["model"])
@@ -223,7 +234,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
         (out_dir / "settings.json").write_text(json.dumps({"space": space.name, "data": data.name,
                                                             "train_images": len(data.train), "world": world,
                                                             **dataclasses.asdict(s)}, indent=2))
-    largest, smallest = space.extreme(largest=True), space.extreme(largest=False)
+    largest, smallest = space.extreme(largest=True), space.extreme(largest=False) if s.smallest else None
     bar = tqdm(total=total, initial=step, desc="supernet", unit="step",
                disable=not progress or rank != 0 or not sys.stderr.isatty())
     net.train()
@@ -254,7 +265,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
                        loss_others=sum(sum(w[1:]) / max(1, len(w) - 1) for w in window) / len(window),
                        subnet_img_per_s=len(window) * len(losses) * len(y) * world / (now - t0), seconds=seconds)
             state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "total": total,
-                     "world": world, "seconds": seconds, "rng": _rng_states(world), "settings": dataclasses.asdict(s)}
+                     "world": world, "seconds": seconds, "rng": _rng_states(world), "settings": settings_key(s)}
             if rank == 0:
                 _save(ckpt_path, state)
                 _log(out_dir / "log.csv", row)
