@@ -88,7 +88,8 @@ def check_reference(cfg: dict, data: dict, max_stride: int, seed: int) -> None:
         raise UserError(f"seed={seed}: a proxy_check reference was validated on the seed-0 split; use seed=0")
     want = {"data": data["name"], "val_size": data.get("val_size", 0.1), "train_subset": data.get("train_subset"),
             "resolution": data.get("proxy_resolution", 32), "max_stride": max_stride, "data_options": {}}
-    if diff := {k: (cfg.get(k), v) for k, v in want.items() if cfg.get(k) != v}:
+    got = dict(cfg, data_options=cfg.get("data_options") or {})  # older runs did not store it
+    if diff := {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}:
         raise UserError("the reference proxy_check run differs from this rank_check in " + ", ".join(
             f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in diff.items()) + ": pass the matching data=... options")
 
