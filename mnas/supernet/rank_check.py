@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats
 
 from mnas.arch import ArchConfig
@@ -55,6 +56,8 @@ def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int =
 def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, seed: int = 0) -> list:
     """archs plus k new ones, each the pool arch closest to the middle of the widest gap in latency between the
     archs so far (their range's ends included), sorted by latency."""
+    if k == 0:  # nothing to add: no pool to sample and time
+        return sorted(archs, key=latency_fn)
     rng = random.Random(seed)
     cands = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if a not in archs]
     lat = {a: latency_fn(a) for a in [*archs, *cands]}
@@ -63,7 +66,7 @@ def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, s
         if not cands:
             raise UserError(f"no arch of the pool of {pool} left to add: lower n or raise pool")
         ms = sorted(lat[a] for a in out)
-        lo, hi = max(zip(ms, ms[1:]), key=lambda g: g[1] - g[0])
+        lo, hi = max(itertools.pairwise(ms), key=lambda g: g[1] - g[0])
         best = min(cands, key=lambda a: abs(lat[a] - (lo + hi) / 2))
         cands.remove(best)
         out.append(best)
@@ -75,7 +78,6 @@ def load_reference(run_dir: Path) -> tuple[dict, dict]:
     cfg_path, runs_path = run_dir / "config.yaml", run_dir / "runs.csv"
     if not cfg_path.is_file() or not runs_path.is_file():
         raise UserError(f"reference={run_dir} is not a proxy_check run directory (it needs config.yaml and runs.csv)")
-    import yaml
     cfg = yaml.safe_load(cfg_path.read_text())
     runs = pd.read_csv(runs_path)
     return cfg, {(r.arch, int(r.seed)): (float(r.val_acc), float(r.seconds)) for r in runs.itertuples()}
@@ -166,11 +168,12 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     for c in ["supernet_acc", "supernet_s", "standalone_s", *cols]:
         if c not in df:
             df[c] = np.nan
+    row = {a: i for i, a in enumerate(df["arch"])}
     for (a, s), (acc, secs) in (known or {}).items():
-        hit = df.index[df["arch"] == a]
-        if len(hit) and f"standalone_seed{s}" in df and np.isnan(df.at[hit[0], f"standalone_seed{s}"]):
-            df.at[hit[0], f"standalone_seed{s}"] = acc
-            df.at[hit[0], "standalone_s"] = np.nan_to_num(df.at[hit[0], "standalone_s"]) + secs
+        col = f"standalone_seed{s}"
+        if a in row and col in df and np.isnan(df.at[row[a], col]):
+            df.at[row[a], col] = acc
+            df.at[row[a], "standalone_s"] = np.nan_to_num(df.at[row[a], "standalone_s"]) + secs
     for i, arch in enumerate(archs):
         if np.isnan(df.at[i, "supernet_acc"]):
             t0 = time.perf_counter()

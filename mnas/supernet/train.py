@@ -70,10 +70,13 @@ class SupernetSettings:
                             "use n_random >= 1 or smallest=true")
 
 
+LATER_OPTIONS = {"smallest": True}  # settings added after VERSION 1, with the defaults that match the old training
+
+
 def settings_key(s: SupernetSettings) -> dict:
     """The settings as stored and hashed; options added later are left out at their defaults, so the supernets
     cached before they existed stay valid."""
-    return {k: v for k, v in dataclasses.asdict(s).items() if not (k == "smallest" and v)}
+    return {k: v for k, v in dataclasses.asdict(s).items() if k not in LATER_OPTIONS or v != LATER_OPTIONS[k]}
 
 
 def fingerprint(data: Dataset) -> str:
