@@ -199,7 +199,8 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
     if not runs_path.exists():
         runs_path.write_text(",".join(RUN_COLUMNS) + "\n")
     done = {(r["arch"], int(r["seed"])) for r in csv.DictReader(runs_path.open())}
-    todo = [(s, a) for s in range(c["seeds"]) for a in archs if (a.to_string(), s) not in done]
+    # arch by arch (all its seeds, then the next arch): a run stopped early still has complete rows
+    todo = [(s, a) for a in archs for s in range(c["seeds"]) if (a.to_string(), s) not in done]
     print(f"proxy_check on {c['data']} ({len(ds.train)} train / {len(ds.val)} val images, {c['resolution']}px, "
           f"epochs={c['epochs']}, max_steps={c['max_steps']}): {len(archs)} archs x {c['seeds']} seeds, "
           f"{len(todo)} trainings to do -> {out_dir}")

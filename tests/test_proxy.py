@@ -134,6 +134,8 @@ def test_proxy_check_writes_table_plot_and_resumes(tmp_path):
     assert set(res["stats"]) >= {"seed_tau", "tau_macs", "acc_range", "seed_diff", "img_per_s", "wall_s"}
     runs = (out / "runs.csv").read_text()
     assert runs.count("\n") == 1 + 4
+    order = [(r["arch"], r["seed"]) for r in csv.DictReader(runs.splitlines())]  # arch by arch: complete rows first
+    assert order == [(a, s) for a in dict.fromkeys(a for a, _ in order) for s in ("0", "1")]
     proxy_check.run_proxy_check(resume=str(out), seeds=2, threads=1, progress=False)  # nothing left to do
     assert (out / "runs.csv").read_text() == runs
     res = proxy_check.run_proxy_check(resume=str(out), seeds=3, threads=1, progress=False)  # adds seed 2 only
