@@ -203,3 +203,21 @@ def test_sandwich_without_the_smallest(space, digits, tmp_path):
     assert info["step"] == 2 and pd.read_csv(tmp_path / "s" / "log.csv")["loss_others"].gt(0).all()
     with pytest.raises(UserError, match="smallest=false with n_random=0"):
         SupernetSettings(smallest=False, n_random=0)
+
+
+def test_finetuned_estimates(space, digits, trained, cache):
+    """finetune_steps > 0 trains a copy of each sub-network before scoring: the supernet's weights stay as they
+    were, the score is deterministic (a second estimator agrees), it differs from the plain estimate, and the
+    same cache entry serves both (fine-tuning is an evaluation option, not a training one)."""
+    assert trained[1]["complete"]
+    kw = {"space": space, "epochs": 3, "cache_dir": cache, "val_images": 200, **FAST}
+    plain = make_estimator("supernet", digits, **kw)
+    tuned = make_estimator("supernet", digits, finetune_steps=5, finetune_lr=0.05, finetune_batch=32, **kw)
+    before = {k: v.clone() for k, v in tuned.supernet.state_dict().items()}
+    arch = space.random_arch(random.Random(3))
+    a = tuned(arch)
+    assert all(v.equal(before[k]) for k, v in tuned.supernet.state_dict().items())
+    assert a == make_estimator("supernet", digits, finetune_steps=5, finetune_lr=0.05, finetune_batch=32, **kw)(arch)
+    assert a != plain(arch) and 0.0 <= a <= 1.0
+    with pytest.raises(UserError, match="finetune_steps=-1"):
+        make_estimator("supernet", digits, finetune_steps=-1, **kw)
