@@ -221,3 +221,20 @@ def test_finetuned_estimates(space, digits, trained, cache):
     assert a != plain(arch) and 0.0 <= a <= 1.0
     with pytest.raises(UserError, match="finetune_steps=-1"):
         make_estimator("supernet", digits, finetune_steps=-1, **kw)
+
+
+def test_search_cli_with_the_supernet_estimator(tmp_path):
+    """The main command's path: Hydra's estimator group (every key of conf/estimator/supernet.yaml, fine-tune
+    options included) reaches the supernet estimator, which trains, caches and scores a short search."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    args = [sys.executable, "-m", "mnas.search", "device=pixel", "budget=1000ms", f"space.name={path}", "data=digits",
+            "data.train_subset=256", "estimator.epochs=1", "estimator.batch_size=64", "estimator.n_random=0",
+            "estimator.max_stride=16", "estimator.val_images=100", "estimator.calib_images=64", "estimator.threads=1",
+            f"estimator.cache_dir={tmp_path / 'cache'}", "estimator.finetune_steps=2", "sampler=random",
+            "n_trials=2", "pipeline.enabled=false", f"out_dir={tmp_path / 'run'}"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert (trials["state"] == "COMPLETE").sum() == 2 and trials["accuracy"].between(0, 1).all()
+    assert len(list((tmp_path / "cache").glob("*/log.csv"))) == 1
