@@ -7,19 +7,19 @@ import torch.distributed as dist
 
 from mnas.data import load
 from mnas.space import load_space
-from mnas.supernet.evaluate import SupernetEstimator, settings_from
+from mnas.supernet.evaluate import FINETUNE_KEYS, SupernetEstimator, settings_from
 from mnas.supernet.train import cache_dir, train_supernet
 
 TOP_LEVEL = ("epochs", "batch_size", "lr", "n_random", "max_stride", "threads", "cache_dir")
 
 
 def run(space, data, resolution=32, seed=0, max_steps=None, threads=None, cache_dir_root="runs/supernets",
-        checkpoint_every=100, val_images=None, calib_images=1024, finetune_steps=0, finetune_lr=0.02,
-        finetune_batch=128, progress=True, **schedule) -> dict:
+        checkpoint_every=100, val_images=None, calib_images=1024, progress=True, **schedule) -> dict:
     """Train the supernet of (space, data, settings) up to max_steps (None = to the end); when complete, print
     the accuracy and cost of scoring its largest and smallest sub-networks. Returns the checkpoint info."""
     if threads:
         torch.set_num_threads(threads)
+    finetune = {k: schedule.pop(k) for k in FINETUNE_KEYS if k in schedule}  # scoring options, not training ones
     settings = settings_from(resolution, seed, **schedule)
     out = cache_dir(space, data, settings, cache_dir_root)
     _, info = train_supernet(space, data, settings, out, max_steps, checkpoint_every, progress)
@@ -32,8 +32,7 @@ def run(space, data, resolution=32, seed=0, max_steps=None, threads=None, cache_
         print(f"stopped at step {info['step']}/{info['total']}: run the same command again to resume ({out})")
         return info
     est = SupernetEstimator(data, space, resolution, seed, val_images=val_images, calib_images=calib_images,
-                            cache_dir=cache_dir_root, progress=progress, finetune_steps=finetune_steps,
-                            finetune_lr=finetune_lr, finetune_batch=finetune_batch, **schedule)
+                            cache_dir=cache_dir_root, progress=progress, **finetune, **schedule)
     images = sum(len(x) for x in est.calib) + sum(len(y) for _, y in est.val)
     for name in ("largest", "smallest"):
         t0 = time.perf_counter()

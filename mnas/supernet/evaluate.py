@@ -26,6 +26,7 @@ from mnas.supernet.train import CACHE_DIR, SupernetSettings, load_or_train
 from mnas.train import fit
 
 SCHEDULE_KEYS = [f.name for f in dataclasses.fields(SupernetSettings) if f.name not in ("resolution", "seed")]
+FINETUNE_KEYS = ("finetune_steps", "finetune_lr", "finetune_batch")  # SupernetEstimator's scoring options
 
 
 @torch.no_grad()
