@@ -80,3 +80,19 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
     assert df.at[base[1].to_string(), "standalone_seed1"] == pytest.approx(0.6)
     assert df.at[base[1].to_string(), "standalone_s"] == pytest.approx(15.0)
     assert df.at[base[-1].to_string(), "standalone_seed1"] == 0.25
+
+
+def test_fill_gaps_within_a_latency_range(tiny_space):
+    """fill_ms=[lo, hi]: the added archs lie inside that range and split its widest gaps; a bad range is one line."""
+    from mnas.errors import UserError
+    from mnas.supernet.rank_check import fill_gaps
+
+    base = spread_archs(tiny_space, 3, macs, pool=60)
+    lo, hi = macs(base[0]), macs(base[1])
+    archs = fill_gaps(tiny_space, base, 2, macs, pool=60, within=(lo, hi))
+    new = [a for a in archs if a not in base]
+    assert len(new) == 2 and all(lo <= macs(a) <= hi for a in new)
+    wide = fill_gaps(tiny_space, base, 2, macs, pool=60)
+    assert any(macs(a) > hi for a in wide if a not in base)  # without the range the widest gap lies elsewhere
+    with pytest.raises(UserError, match="fill_ms"):
+        fill_gaps(tiny_space, base, 1, macs, pool=60, within=(hi, lo))

@@ -16,6 +16,8 @@ Rerun with out_dir=<that folder> to resume.
 reuses a finished (or partial) mnas.proxy_check run as the stand-alone reference: its archs, its accuracies per
 seed and its training recipe (epochs, max_steps, batch, lr); cells it lacks are trained here with that recipe,
 and n above its arch count adds archs in the widest latency gaps between its archs (trained here, per seed).
+fill_ms=[lo, hi] puts those added archs in the widest gaps inside that latency range instead (e.g. around a
+search budget, where a search must tell archs apart, and cheaper to train than the gaps among the largest archs).
 """
 from __future__ import annotations
 
@@ -53,21 +55,31 @@ def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int =
     return [archs[i] for i in sorted(picked, key=lambda i: lat[i])]
 
 
-def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, seed: int = 0) -> list:
+def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, seed: int = 0,
+              within: tuple[float, float] | None = None) -> list:
     """archs plus k new ones, each the pool arch closest to the middle of the widest gap in latency between the
-    archs so far (their range's ends included), sorted by latency."""
+    archs so far (their range's ends included), sorted by latency. within=(lo, hi) ms looks for gaps and new
+    archs only inside that range (its ends count as gap ends), e.g. around a search budget."""
     if k == 0:  # nothing to add: no pool to sample and time
         return sorted(archs, key=latency_fn)
     rng = random.Random(seed)
     cands = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if a not in archs]
     lat = {a: latency_fn(a) for a in [*archs, *cands]}
+    if within is not None:
+        lo, hi = within
+        if not 0 <= lo < hi:
+            raise UserError(f"fill_ms={list(within)}: give [lo, hi] in ms with 0 <= lo < hi")
+        cands = [a for a in cands if lo <= lat[a] <= hi]
     out = list(archs)
     for _ in range(k):
         if not cands:
-            raise UserError(f"no arch of the pool of {pool} left to add: lower n or raise pool")
+            raise UserError(f"no arch of the pool of {pool} left to add{'' if within is None else f' within {list(within)} ms'}: "
+                            "lower n or raise pool")
         ms = sorted(lat[a] for a in out)
-        lo, hi = max(itertools.pairwise(ms), key=lambda g: g[1] - g[0])
-        best = min(cands, key=lambda a: abs(lat[a] - (lo + hi) / 2))
+        if within is not None:
+            ms = sorted({within[0], within[1], *(m for m in ms if within[0] <= m <= within[1])})
+        a, b = max(itertools.pairwise(ms), key=lambda g: g[1] - g[0])
+        best = min(cands, key=lambda c: abs(lat[c] - (a + b) / 2))
         cands.remove(best)
         out.append(best)
     return sorted(out, key=lat.get)
@@ -161,7 +173,7 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     if path.exists():
         df = pd.read_csv(path)
         if list(df["arch"]) != [a.to_string() for a in archs]:
-            raise UserError(f"{path} holds other archs: use a new out_dir or the same n, pool, seed and space")
+            raise UserError(f"{path} holds other archs: use a new out_dir or the same n, pool, seed, space and fill_ms")
     else:
         df = pd.DataFrame({"arch": [a.to_string() for a in archs], "latency_ms": [latency_fn(a) for a in archs],
                            "proxy_mmacs": [count(proxy_arch(a, num_classes), resolution).macs / 1e6 for a in archs]})
@@ -228,7 +240,8 @@ def main(cfg):
         ref, known = load_reference(Path(c["reference"]))
         check_reference(ref, d, e.get("max_stride", 8), c["seed"])
         base = [ArchConfig.from_string(a) for a in ref["archs"]]
-        archs = fill_gaps(space, base, max(0, c["n"] - len(base)), latency_fn, c["pool"], c["seed"])
+        within = tuple(c["fill_ms"]) if c.get("fill_ms") else None
+        archs = fill_gaps(space, base, max(0, c["n"] - len(base)), latency_fn, c["pool"], c["seed"], within)
         sa = {k: ref[k] for k in ("epochs", "max_steps", "batch_size", "lr")}
         seeds = list(range(ref["seeds"]))
     else:
