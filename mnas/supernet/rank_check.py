@@ -132,7 +132,7 @@ def plot(df: pd.DataFrame, summary: dict, path: Path, title: str) -> None:
     sc = ax.scatter(df["standalone_acc"], df["supernet_acc"], c=df["latency_ms"], cmap="viridis", zorder=3)
     fig.colorbar(sc, label="predicted latency (ms, 224x224)")
     ax.set_xlabel("stand-alone accuracy (mean over seeds, bar = std)")
-    ax.set_ylabel("supernet accuracy (sub-network, BN re-estimated)")
+    ax.set_ylabel("supernet estimate (sub-network val accuracy)")
     seed_tau = summary["seed_to_seed_tau"]
     ax.set_title(f"{title}\nKendall tau {summary['kendall_tau']:.2f}, Spearman rho {summary['spearman_rho']:.2f}, "
                  f"seed-to-seed tau {seed_tau if seed_tau is None else round(seed_tau, 2)}", fontsize=9)
@@ -217,6 +217,14 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     return summary
 
 
+def variant(estimator: dict) -> str:
+    """The supernet settings a plot's title names: those that change the estimate from the default's."""
+    parts = [] if estimator.get("smallest", True) else [f"no smallest, {estimator.get('n_random')} random"]
+    if estimator.get("finetune_steps"):
+        parts.append(f"fine-tuned {estimator['finetune_steps']} steps")
+    return f"; supernet: {', '.join(parts)}" if parts else ""
+
+
 def main(cfg):
     """Hydra config (conf/rank_check.yaml) -> plain arguments -> rank_check."""
     import torch
@@ -257,7 +265,7 @@ def main(cfg):
           f"({device}); stand-alone {sa} x seeds {seeds} on {d['name']}"
           f"{' (reference ' + c['reference'] + ')' if known else ''} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
-                      title=f"{space.name} on {d['name']} ({resolution}px proxy)", jobs=c["jobs"], known=known)
+                      title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"], known=known)
 
 
 if __name__ == "__main__":
