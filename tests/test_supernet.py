@@ -158,7 +158,7 @@ def test_cli_trains_and_resumes(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     args = [sys.executable, "-m", "mnas.supernet", f"space.name={path}", "data=digits", "data.train_subset=256",
-            "epochs=1", "batch_size=64", "n_random=0", "max_stride=16", f"cache_dir={tmp_path}", "threads=1"]
+            "epochs=1", "batch_size=64", "n_random=1", "max_stride=16", f"cache_dir={tmp_path}", "threads=1"]
     out = subprocess.run(args + ["max_steps=2"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "stopped at step 2/4" in out.stdout
@@ -229,7 +229,7 @@ def test_search_cli_with_the_supernet_estimator(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     args = [sys.executable, "-m", "mnas.search", "device=pixel", "budget=1000ms", f"space.name={path}", "data=digits",
-            "data.train_subset=256", "estimator.epochs=1", "estimator.batch_size=64", "estimator.n_random=0",
+            "data.train_subset=256", "estimator.epochs=1", "estimator.batch_size=64", "estimator.n_random=1",
             "estimator.max_stride=16", "estimator.val_images=100", "estimator.calib_images=64", "estimator.threads=1",
             f"estimator.cache_dir={tmp_path / 'cache'}", "estimator.finetune_steps=2", "sampler=random",
             "n_trials=2", "pipeline.enabled=false", f"out_dir={tmp_path / 'run'}"]
