@@ -8,7 +8,7 @@ import torch
 
 from mnas.data import load
 from mnas.stats import count
-from mnas.supernet.rank_check import Standalone, rank_check, spread_archs
+from mnas.supernet.rank_check import Standalone, rank_check, spread_archs, variant
 
 
 def macs(arch):
@@ -96,3 +96,11 @@ def test_fill_gaps_within_a_latency_range(tiny_space):
     assert any(macs(a) > hi for a in wide if a not in base)  # without the range the widest gap lies elsewhere
     with pytest.raises(UserError, match="fill_ms"):
         fill_gaps(tiny_space, base, 1, macs, pool=60, within=(hi, lo))
+
+
+def test_plot_title_names_the_supernet_rule_and_fine_tune():
+    """Both training rules are named (the default changed from one to the other); a fine-tune only when set."""
+    assert variant({"smallest": False, "n_random": 3}) == "; supernet: largest + 3 random per step"
+    title = variant({"smallest": True, "n_random": 2, "finetune_steps": 50})
+    assert "largest + smallest + 2 random" in title and "fine-tuned 50 steps" in title
+    assert "fine-tuned" not in variant({"smallest": True, "n_random": 2, "finetune_steps": 0})

@@ -218,8 +218,10 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
 
 
 def variant(estimator: dict) -> str:
-    """The supernet settings a plot's title names: those that change the estimate from the default's."""
-    parts = [] if estimator.get("smallest", True) else [f"no smallest, {estimator.get('n_random')} random"]
+    """The supernet settings a plot's title names: its training rule always (the default changed once), and a
+    per-candidate fine-tune when there is one."""
+    rule = "largest + smallest" if estimator.get("smallest", True) else "largest"
+    parts = [f"{rule} + {estimator.get('n_random')} random per step"]
     if estimator.get("finetune_steps"):
         parts.append(f"fine-tuned {estimator['finetune_steps']} steps")
     return f"; supernet: {', '.join(parts)}" if parts else ""
