@@ -224,7 +224,7 @@ def variant(estimator: dict) -> str:
     parts = [f"{rule} + {estimator.get('n_random')} random per step"]
     if estimator.get("finetune_steps"):
         parts.append(f"fine-tuned {estimator['finetune_steps']} steps")
-    return f"; supernet: {', '.join(parts)}" if parts else ""
+    return f"; supernet: {', '.join(parts)}"
 
 
 def main(cfg):
