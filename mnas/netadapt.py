@@ -23,10 +23,12 @@ evaluated; it keeps the best ΔAcc/|ΔLat| (MobileNetV3's choice; `select="accur
 accuracy) and fine-tunes it `chosen_steps` more. When no single unit can give that drop, the
 iteration asks for the largest drop one unit can give; it never asks for more than reaching the target. Each
 iteration is saved as it finishes (iters/iter_NNN.pt, a history.csv row, its proposals.csv rows); rerunning on
-the same folder resumes.
+the same folder resumes. `jobs` > 1 scores an iteration's proposals side by side in that many 1-thread worker
+processes (the surgery and the latency predictions stay here); the choices are the same as with jobs=1 threads=1.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -44,6 +46,7 @@ from mnas.arch import ArchConfig, make_divisible
 from mnas.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
 from mnas.errors import UserError
 from mnas.train import evaluate, fit, load_checkpoint, recalibrate_bn, save_checkpoint
+from mnas.workers import pool
 
 SELECT = ("ratio", "accuracy")
 HISTORY = ["iteration", "unit", "channels_before", "channels_after", "latency_ms", "measured_ms", "val_acc",
@@ -212,6 +215,7 @@ class Settings:
     max_iterations: int = 100
     seed: int = 0
     threads: int | None = None
+    jobs: int = 1                 # proposals scored side by side in this many 1-thread worker processes
 
     def fit(self, model, data, steps: int, lr: float | None = None, seed: int = 0, progress: bool = False) -> dict:
         """mnas.train.fit for `steps` steps with these settings (lr defaults to the fine-tune lr)."""
@@ -228,6 +232,8 @@ class Settings:
             raise UserError("min_channels, step and max_iterations must be positive")
         if self.finetune_steps < 0 or self.chosen_steps < 0:
             raise UserError(f"finetune_steps={self.finetune_steps}, chosen_steps={self.chosen_steps}: use counts >= 0")
+        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
+            raise UserError(f"jobs={self.jobs!r} is invalid: use a whole number of worker processes >= 1")
 
     def steps_per_iteration(self) -> int:
         """Training steps an iteration adds to the network it keeps."""
@@ -240,6 +246,37 @@ class Settings:
         if self.bn_recalibration:
             recalibrate_bn(model, data.train, self.resolution, seed=self.seed + seed)
         return evaluate(model, data.val, self.resolution)[0]
+
+
+_SCORER: tuple | None = None  # (Settings, data) of a worker process, set once by _start_scorer
+
+
+def _start_scorer(s: Settings, data) -> None:
+    global _SCORER
+    _SCORER = (dataclasses.replace(s, threads=1), data)
+
+
+def _score_in_worker(model, steps: int, seed: int) -> tuple[float, object]:
+    """Settings.score in a worker process: the proposal travels there and back (its weights change when it is
+    fine-tuned, its BatchNorm statistics when they are re-estimated)."""
+    s, data = _SCORER
+    return s.score(model, data, steps, seed), model
+
+
+def score_all(cands: list, s: Settings, data, steps: int, seed: int, workers=None, bar=None) -> list:
+    """[(accuracy, model)] of each candidate model after `steps` (Settings.score), in order: here, or with
+    `workers` (a mnas.workers.pool started with _start_scorer) side by side, each in one process."""
+    if workers is None:
+        out = []
+        for cand in cands:
+            out.append((s.score(cand, data, steps, seed), cand))
+            bar and bar.update()
+        return out
+    futures = [workers.submit(_score_in_worker, cand, steps, seed) for cand in cands]
+    for f in futures:  # in order; the bar moves as the earliest unfinished one ends
+        f.result()
+        bar and bar.update()
+    return [f.result() for f in futures]
 
 
 def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings) -> int | None:
@@ -309,46 +346,51 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
     start_ms = float(history["latency_ms"].iloc[0])
     deploy = with_channels(deploy, model.arch)
     lat, acc = float(history["latency_ms"].iloc[-1]), float(history["val_acc"].iloc[-1])
-    for it in range(last + 1, s.max_iterations + 1):
-        if lat <= target_ms * (1 + 1e-9):
-            break
-        t0 = time.perf_counter()
-        todo = units(model.arch)
-        floors = {u: latency_fn(resize(deploy, u, smallest_keep(deploy, u, s.min_channels, s.step))) for u in todo}
-        goal = max(target_ms, lat - s.delta * start_ms * s.decay ** (it - 1), min(floors.values()))
-        if goal >= lat:
-            raise UserError(f"cannot prune further: every unit is at its minimum width ({lat:.2f} ms)")
-        best, rows = None, []
-        for u in tqdm(todo, desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="unit", leave=False,
-                      disable=not progress or not sys.stderr.isatty()):
-            keep = fewest_removal(deploy, u, goal, latency_fn, s) if floors[u] <= goal else None
-            if keep is None:
-                continue
-            cand = copy.deepcopy(model)
-            prune_unit(cand, u, keep, s.p)
-            cand_acc = s.score(cand, evaluation, s.finetune_steps, seed=it)
-            cand_lat = latency_fn(with_channels(deploy, cand.arch))
-            score = (cand_acc - acc) / max(lat - cand_lat, 1e-9) if s.select == "ratio" else cand_acc
-            rows.append(dict(iteration=it, unit=u.name, channels_before=channels(model.arch, u),
-                             channels_after=keep, latency_ms=cand_lat, val_acc=cand_acc, score=score,
-                             chosen=False))
-            if best is None or (score, -cand_lat) > best[0]:  # ties: the faster one
-                best = ((score, -cand_lat), cand, len(rows) - 1)
-        _, model, chosen = best
-        row = rows[chosen]
-        row["chosen"] = True
-        deploy = with_channels(deploy, model.arch)
-        lat, acc = row["latency_ms"], row["val_acc"]
-        if s.chosen_steps:  # the next iteration's accuracy changes are measured from the fine-tuned network
-            acc = s.score(model, evaluation, s.chosen_steps, seed=1000 + it)
-        save_checkpoint(checkpoint_path(out_dir, it), model, {"val_acc": acc, "latency_ms": lat})
-        _append(out_dir / "proposals.csv", PROPOSALS, rows)
-        measured = measure_fn([deploy])[0] if measure_fn else None
-        _append(out_dir / "history.csv", HISTORY, [dict(
-            iteration=it, unit=row["unit"], channels_before=row["channels_before"],
-            channels_after=row["channels_after"], latency_ms=lat, measured_ms=measured, val_acc=acc, goal_ms=goal,
-            proposals=len(rows), seconds=time.perf_counter() - t0, arch=deploy.to_string())])
-        say(f"iteration {it}: {row['unit']} {row['channels_before']} -> {row['channels_after']} channels, "
-            f"{lat:.2f} ms predicted" + (f" ({measured:.2f} measured)" if measured else "")
-            + f", val_acc {acc:.4f} ({len(rows)} proposals)")
+    # one pool for the whole run, so each worker receives the data once (jobs=1: None, scored here)
+    with pool(s.jobs, _start_scorer, (s, evaluation)) if s.jobs > 1 else contextlib.nullcontext() as workers:
+        for it in range(last + 1, s.max_iterations + 1):
+            if lat <= target_ms * (1 + 1e-9):
+                break
+            t0 = time.perf_counter()
+            todo = units(model.arch)
+            floors = {u: latency_fn(resize(deploy, u, smallest_keep(deploy, u, s.min_channels, s.step)))
+                      for u in todo}
+            goal = max(target_ms, lat - s.delta * start_ms * s.decay ** (it - 1), min(floors.values()))
+            if goal >= lat:
+                raise UserError(f"cannot prune further: every unit is at its minimum width ({lat:.2f} ms)")
+            plans = [(u, keep) for u in todo
+                     if floors[u] <= goal and (keep := fewest_removal(deploy, u, goal, latency_fn, s)) is not None]
+            cands = []
+            for u, keep in plans:  # the surgery here (cheap); the scoring, the costly part, maybe in workers
+                cands.append(copy.deepcopy(model))
+                prune_unit(cands[-1], u, keep, s.p)
+            with tqdm(total=len(cands), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
+                      leave=False, disable=not progress or not sys.stderr.isatty()) as bar:
+                scored = score_all(cands, s, evaluation, s.finetune_steps, it, workers, bar)
+            best, rows = None, []
+            for (u, keep), (cand_acc, cand) in zip(plans, scored):
+                cand_lat = latency_fn(with_channels(deploy, cand.arch))
+                score = (cand_acc - acc) / max(lat - cand_lat, 1e-9) if s.select == "ratio" else cand_acc
+                rows.append(dict(iteration=it, unit=u.name, channels_before=channels(model.arch, u),
+                                 channels_after=keep, latency_ms=cand_lat, val_acc=cand_acc, score=score,
+                                 chosen=False))
+                if best is None or (score, -cand_lat) > best[0]:  # ties: the faster one
+                    best = ((score, -cand_lat), cand, len(rows) - 1)
+            _, model, chosen = best
+            row = rows[chosen]
+            row["chosen"] = True
+            deploy = with_channels(deploy, model.arch)
+            lat, acc = row["latency_ms"], row["val_acc"]
+            if s.chosen_steps:  # the next iteration's accuracy changes are measured from the fine-tuned network
+                acc = s.score(model, evaluation, s.chosen_steps, seed=1000 + it)
+            save_checkpoint(checkpoint_path(out_dir, it), model, {"val_acc": acc, "latency_ms": lat})
+            _append(out_dir / "proposals.csv", PROPOSALS, rows)
+            measured = measure_fn([deploy])[0] if measure_fn else None
+            _append(out_dir / "history.csv", HISTORY, [dict(
+                iteration=it, unit=row["unit"], channels_before=row["channels_before"],
+                channels_after=row["channels_after"], latency_ms=lat, measured_ms=measured, val_acc=acc, goal_ms=goal,
+                proposals=len(rows), seconds=time.perf_counter() - t0, arch=deploy.to_string())])
+            say(f"iteration {it}: {row['unit']} {row['channels_before']} -> {row['channels_after']} channels, "
+                f"{lat:.2f} ms predicted" + (f" ({measured:.2f} measured)" if measured else "")
+                + f", val_acc {acc:.4f} ({len(rows)} proposals)")
     return model, deploy, read_history(out_dir)

@@ -37,7 +37,7 @@ from mnas.proxy import proxy_arch  # noqa: E402
 from mnas.stats import count  # noqa: E402
 from mnas.train import evaluate, load_checkpoint, save_checkpoint  # noqa: E402
 
-RESUME_OVERRIDES = ("compare_seeds", "threads")  # taken from the command line when resuming, not the saved run
+RESUME_OVERRIDES = ("compare_seeds", "threads", "jobs")  # taken from the command line when resuming, not the saved run
 COMPARE = ["network", "run", "steps", "val_acc", "test_acc", "latency_ms", "measured_ms", "macs", "params", "arch"]
 
 
@@ -340,7 +340,8 @@ def main(cfg) -> dict:
                  chosen_steps=c.get("chosen_steps") or 0,
                  lr=c["finetune_lr"], batch_size=c["batch_size"], resolution=c["data"].get("proxy_resolution", 32),
                  eval_images=c["eval_images"], min_channels=c["min_channels"], p=c["importance_p"],
-                 max_iterations=c["max_iterations"], seed=c["seed"], threads=c["threads"])
+                 max_iterations=c["max_iterations"], seed=c["seed"], threads=c["threads"],
+                 jobs=c.get("jobs", 1))
     deploy, checkpoint, compare = resolve_input(c)
     s.check()
     check_seeds(c.get("compare_seeds", 1))

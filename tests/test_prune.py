@@ -147,6 +147,28 @@ def test_proposals_scored_without_finetune_then_chosen_one_finetuned(digits, tmp
         Settings(chosen_steps=-1).check()
 
 
+def test_jobs_score_proposals_in_workers_with_the_same_choices(digits, tmp_path):
+    """jobs=2 scores each iteration's proposals in 2 worker processes: the same proposals, accuracies and choices
+    as jobs=1 (both 1 thread), and the kept network is the one fine-tuned in a worker (its weights came back)."""
+    deploy = ARCHS["mobilenet_v2"]
+    digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)))
+    runs = {}
+    for jobs in (1, 2):
+        s = Settings(delta=0.03, max_iterations=1, jobs=jobs, resolution=16, **FAST)
+        torch.manual_seed(0)
+        model, _, _ = netadapt(build(proxy_arch(deploy, 10)), deploy, digits, 0.2 * mac_latency(deploy),
+                               mac_latency, tmp_path / str(jobs), s, progress=False)
+        runs[jobs] = model, pd.read_csv(tmp_path / str(jobs) / "proposals.csv")
+    (one, props1), (two, props2) = runs[1], runs[2]
+    assert len(props1) > 2 and props1.drop(columns="score").equals(props2.drop(columns="score"))
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(one.eval()(x), two.eval()(x))
+    start = build(proxy_arch(deploy, 10))
+    assert not torch.equal(start.eval()(x), two(x))  # pruned and fine-tuned, not the start network
+    with pytest.raises(UserError, match="jobs=0 is invalid"):
+        Settings(jobs=0).check()
+
+
 def test_resume_after_interruption(digits, tmp_path):
     """Killed between an iteration's checkpoint and its history row: the rerun redoes that iteration only."""
     deploy = ARCHS["mobilenet_v2"]
