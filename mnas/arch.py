@@ -4,7 +4,8 @@ Every other module speaks this language: builders turn an ArchConfig into an nn.
 keyed by its ops, the search samples one, the pruner returns one with fewer channels.
 
 String form (one token per layer, joined by '-'), e.g. MobileNetV3-Small starts
-    r224-in3-stem_k3_s2_c16_hswish-ds_k3_s2_c16_se8_relu-ir_k3_s2_e72_c24_relu-... -head_k1_c576_hswish-fc1024_hswish-cls1000_d0.2
+    r224-in3-stem_k3_s2_c16_hswish-ds_k3_s2_c16_se8_relu-ir_k3_s2_e72_c24_relu-...
+    ...-head_k1_c576_hswish-fc1024_hswish-cls1000_d0.2
 Tokens inside a layer are '_'-separated: k<kernel> s<stride> e<expanded channels> c<out channels> se<squeeze channels>
 <activation> res (residual add) pwact (activation after a depthwise-separable block's pointwise conv).
 """
@@ -138,8 +139,8 @@ class ArchConfig:
         _check(self.hidden_act in ACTIVATIONS, "hidden_act", self.hidden_act, f"one of {ACTIVATIONS}")
         if not self.hidden:  # no hidden layer, no activation: one canonical form, so equal archs compare equal
             object.__setattr__(self, "hidden_act", "hswish")
-        _check(isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool) and 0 <= self.dropout < 1, "dropout", self.dropout,
-               "a float in [0, 1)")
+        number = isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
+        _check(number and 0 <= self.dropout < 1, "dropout", self.dropout, "a float in [0, 1)")
         object.__setattr__(self, "dropout", float(self.dropout))
         _check(_is_int(self.num_classes) and 2 <= self.num_classes <= 100000, "num_classes",
                self.num_classes, "an integer 2..100000")

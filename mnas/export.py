@@ -83,8 +83,8 @@ def open_source(source) -> tuple[nn.Module, dict]:
     elif arch_file.is_file():
         arch = ArchConfig.from_json(arch_file.read_text())
     if ckpt is None and arch is None:
-        raise UserError(f"{path} holds neither a checkpoint (*.pt) nor best.json/arch.json: pass a search, prune or train run "
-                        "directory, or a checkpoint file")
+        raise UserError(f"{path} holds neither a checkpoint (*.pt) nor best.json/arch.json: pass a search, prune or "
+                        "train run directory, or a checkpoint file")
     if ckpt is None:
         return build(arch).eval(), {"source": str(arch_file), "weights": "untrained"}
     model = load_checkpoint(str(ckpt))

@@ -32,6 +32,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import io
 import sys
 import time
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from tqdm import tqdm
 from mnas.arch import ArchConfig, make_divisible
 from mnas.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
 from mnas.errors import UserError
+from mnas.models import build
 from mnas.train import evaluate, fit, load_checkpoint, recalibrate_bn, save_checkpoint
 from mnas.workers import pool
 
@@ -256,11 +258,27 @@ def _start_scorer(s: Settings, data) -> None:
     _SCORER = (dataclasses.replace(s, threads=1), data)
 
 
-def _score_in_worker(model, steps: int, seed: int) -> tuple[float, object]:
+def _pack(model) -> bytes:
+    """A network as plain bytes (arch JSON + state_dict): sent between processes without shared-memory tensors,
+    each of which would hold a file descriptor open on both sides (hundreds per network, ~20 per iteration)."""
+    buf = io.BytesIO()
+    torch.save({"arch": model.arch.to_json(), "state_dict": model.state_dict()}, buf)
+    return buf.getvalue()
+
+
+def _unpack(blob: bytes):
+    d = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    model = build(ArchConfig.from_json(d["arch"]))
+    model.load_state_dict(d["state_dict"])
+    return model
+
+
+def _score_in_worker(blob: bytes, steps: int, seed: int) -> tuple[float, bytes]:
     """Settings.score in a worker process: the proposal travels there and back (its weights change when it is
     fine-tuned, its BatchNorm statistics when they are re-estimated)."""
     s, data = _SCORER
-    return s.score(model, data, steps, seed), model
+    model = _unpack(blob)
+    return s.score(model, data, steps, seed), _pack(model)
 
 
 def score_all(cands: list, s: Settings, data, steps: int, seed: int, workers=None, bar=None) -> list:
@@ -272,11 +290,13 @@ def score_all(cands: list, s: Settings, data, steps: int, seed: int, workers=Non
             out.append((s.score(cand, data, steps, seed), cand))
             bar and bar.update()
         return out
-    futures = [workers.submit(_score_in_worker, cand, steps, seed) for cand in cands]
+    futures = [workers.submit(_score_in_worker, _pack(cand), steps, seed) for cand in cands]
+    out = []
     for f in futures:  # in order; the bar moves as the earliest unfinished one ends
-        f.result()
+        acc, blob = f.result()
+        out.append((acc, _unpack(blob)))
         bar and bar.update()
-    return [f.result() for f in futures]
+    return out
 
 
 def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings) -> int | None:
@@ -362,8 +382,9 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
                      if floors[u] <= goal and (keep := fewest_removal(deploy, u, goal, latency_fn, s)) is not None]
             cands = []
             for u, keep in plans:  # the surgery here (cheap); the scoring, the costly part, maybe in workers
-                cands.append(copy.deepcopy(model))
-                prune_unit(cands[-1], u, keep, s.p)
+                cand = copy.deepcopy(model)
+                prune_unit(cand, u, keep, s.p)
+                cands.append(_unpack(_pack(cand)))  # rebuilt from arch + weights, as a worker or a resume has it
             with tqdm(total=len(cands), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
                       leave=False, disable=not progress or not sys.stderr.isatty()) as bar:
                 scored = score_all(cands, s, evaluation, s.finetune_steps, it, workers, bar)

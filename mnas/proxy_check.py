@@ -169,7 +169,8 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
                     max_stride=8, threads=None, pool=1000, spread="macs", pick_seed=0, out_dir=None, resume=None,
                     progress=True, jobs=1):
     """Run (or resume: resume=<run dir>, whose saved settings win except `seeds`, `threads`, `progress`; a
-    larger `seeds` adds seeds) the benchmark described in the module docstring. Returns {"table": DataFrame, "stats": dict, "out_dir": Path}."""
+    larger `seeds` adds seeds) the benchmark described in the module docstring. Returns {"table": DataFrame,
+    "stats": dict, "out_dir": Path}."""
     start = time.perf_counter()
     if resume:
         out_dir = Path(resume)

@@ -16,7 +16,8 @@ def trials_frame(study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
-        rows.append({"number": t.number, "state": t.state.name, "accuracy": a.get("accuracy") if a.get("estimated") else None,
+        rows.append({"number": t.number, "state": t.state.name,
+                     "accuracy": a.get("accuracy") if a.get("estimated") else None,
                      "latency_ms": a.get("latency_ms"), "macs": a.get("macs"), "params": a.get("params"),
                      "estimated": a.get("estimated"), "baseline": a.get("baseline"), "seconds": secs,
                      "arch": a.get("arch")})

@@ -16,7 +16,7 @@ import yaml
 
 from mnas.arch import ACTIVATIONS, KERNELS, ArchConfig, BlockConfig, make_divisible
 from mnas.errors import UserError
-from mnas.latency.ops import OpKey, arch_ops
+from mnas.latency.ops import OpKey
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 TOP_KEYS = {"name", "resolution", "num_classes", "stem", "block", "stages", "head", "hidden", "dropout"}

@@ -94,8 +94,8 @@ def test_v3_structure():
     assert all(b.pw_act for b in get_model("mobilenet_v1").blocks)
 
 
-@pytest.mark.parametrize("kw", [dict(name="resnet50"), dict(name="mobilenet_v2", width=0), dict(name="mobilenet_v2", width=-1),
-                                dict(name="mobilenet_v2", resolution=16)])
+@pytest.mark.parametrize("kw", [dict(name="resnet50"), dict(name="mobilenet_v2", width=0),
+                                dict(name="mobilenet_v2", width=-1), dict(name="mobilenet_v2", resolution=16)])
 def test_bad_arguments_raise_user_error(kw):
     with pytest.raises(UserError, match="resnet50|width|resolution"):
         get_model(**kw)

@@ -161,10 +161,11 @@ def test_jobs_score_proposals_in_workers_with_the_same_choices(digits, tmp_path)
         runs[jobs] = model, pd.read_csv(tmp_path / str(jobs) / "proposals.csv")
     (one, props1), (two, props2) = runs[1], runs[2]
     assert len(props1) > 2 and props1.drop(columns="score").equals(props2.drop(columns="score"))
+    w1, w2 = one.state_dict(), two.state_dict()  # equal weights (outputs may differ in the last bit: fit leaves
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)  # one in channels_last)
     x = torch.randn(2, 3, 16, 16)
-    assert torch.equal(one.eval()(x), two.eval()(x))
     start = build(proxy_arch(deploy, 10))
-    assert not torch.equal(start.eval()(x), two(x))  # pruned and fine-tuned, not the start network
+    assert not torch.allclose(start.eval()(x), two.eval()(x))  # pruned and fine-tuned, not the start network
     with pytest.raises(UserError, match="jobs=0 is invalid"):
         Settings(jobs=0).check()
 

@@ -196,9 +196,11 @@ def test_sandwich_without_the_smallest(space, digits, tmp_path):
     assert sandwich(space, 5, 2, 0, big, small)[:2] == [big, small]
     without = sandwich(space, 5, 2, 0, big)
     assert without[0] == big and without[1:] == sandwich(space, 5, 2, 0, big, small)[2:]
-    assert "smallest" not in settings_key(SupernetSettings()) and not settings_key(SupernetSettings(smallest=False))["smallest"]
+    assert "smallest" not in settings_key(SupernetSettings())
+    assert not settings_key(SupernetSettings(smallest=False))["smallest"]
     s = SupernetSettings(epochs=1, **dict(FAST, n_random=2), smallest=False)
-    assert cache_dir(space, digits, s, tmp_path) != cache_dir(space, digits, dataclasses.replace(s, smallest=True), tmp_path)
+    sandwiched = dataclasses.replace(s, smallest=True)
+    assert cache_dir(space, digits, s, tmp_path) != cache_dir(space, digits, sandwiched, tmp_path)
     net, info = train_supernet(space, digits, s, tmp_path / "s", max_steps=2, progress=False)
     assert info["step"] == 2 and pd.read_csv(tmp_path / "s" / "log.csv")["loss_others"].gt(0).all()
     with pytest.raises(UserError, match="smallest=false with n_random=0"):

@@ -73,8 +73,8 @@ def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, s
     out = list(archs)
     for _ in range(k):
         if not cands:
-            raise UserError(f"no arch of the pool of {pool} left to add{'' if within is None else f' within {list(within)} ms'}: "
-                            "lower n or raise pool")
+            where = "" if within is None else f" within {list(within)} ms"
+            raise UserError(f"no arch of the pool of {pool} left to add{where}: lower n or raise pool")
         ms = sorted(lat[a] for a in out)
         if within is not None:
             ms = sorted({within[0], within[1], *(m for m in ms if within[0] <= m <= within[1])})
@@ -267,7 +267,8 @@ def main(cfg):
           f"({device}); stand-alone {sa} x seeds {seeds} on {d['name']}"
           f"{' (reference ' + c['reference'] + ')' if known else ''} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
-                      title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"], known=known)
+                      title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"],
+                      known=known)
 
 
 if __name__ == "__main__":

@@ -275,9 +275,9 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
             if world > 1:
                 dist.barrier()
             if progress and rank == 0 and not sys.stderr.isatty():  # no bar in a log file: a line per checkpoint
-                print(f"supernet step {step}/{total} (epoch {step / spe:.2f}/{s.epochs}): loss {row['loss_largest']:.3f} (largest), "
-                      f"{row['loss_others']:.3f} (others); {images / (now - start):.0f} sub-network img/s, "
-                      f"{seconds:.0f} s", flush=True)
+                print(f"supernet step {step}/{total} (epoch {step / spe:.2f}/{s.epochs}): "
+                      f"loss {row['loss_largest']:.3f} (largest), {row['loss_others']:.3f} (others); "
+                      f"{images / (now - start):.0f} sub-network img/s, {seconds:.0f} s", flush=True)
             window, t0 = [], time.perf_counter()
     bar.close()
     return net, info()
