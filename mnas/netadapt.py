@@ -46,7 +46,6 @@ from tqdm import tqdm
 from mnas.arch import ArchConfig, make_divisible
 from mnas.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
 from mnas.errors import UserError
-from mnas.models import build
 from mnas.train import evaluate, fit, load_checkpoint, recalibrate_bn, save_checkpoint
 from mnas.workers import pool
 
@@ -259,18 +258,15 @@ def _start_scorer(s: Settings, data) -> None:
 
 
 def _pack(model) -> bytes:
-    """A network as plain bytes (arch JSON + state_dict): sent between processes without shared-memory tensors,
-    each of which would hold a file descriptor open on both sides (hundreds per network, ~20 per iteration)."""
+    """A network as save_checkpoint's bytes: sent between processes without shared-memory tensors, each of which
+    would hold a file descriptor open on both sides (hundreds per network, ~20 networks per iteration)."""
     buf = io.BytesIO()
-    torch.save({"arch": model.arch.to_json(), "state_dict": model.state_dict()}, buf)
+    save_checkpoint(buf, model)
     return buf.getvalue()
 
 
 def _unpack(blob: bytes):
-    d = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    model = build(ArchConfig.from_json(d["arch"]))
-    model.load_state_dict(d["state_dict"])
-    return model
+    return load_checkpoint(io.BytesIO(blob))
 
 
 def _score_in_worker(blob: bytes, steps: int, seed: int) -> tuple[float, bytes]:
@@ -281,20 +277,19 @@ def _score_in_worker(blob: bytes, steps: int, seed: int) -> tuple[float, bytes]:
     return s.score(model, data, steps, seed), _pack(model)
 
 
-def score_all(cands: list, s: Settings, data, steps: int, seed: int, workers=None, bar=None) -> list:
-    """[(accuracy, model)] of each candidate model after `steps` (Settings.score), in order: here, or with
-    `workers` (a mnas.workers.pool started with _start_scorer) side by side, each in one process."""
-    if workers is None:
-        out = []
-        for cand in cands:
-            out.append((s.score(cand, data, steps, seed), cand))
-            bar and bar.update()
-        return out
-    futures = [workers.submit(_score_in_worker, _pack(cand), steps, seed) for cand in cands]
+def score_all(blobs: list[bytes], s: Settings, data, steps: int, seed: int, workers=None, bar=None) -> list:
+    """[(accuracy, model)] of each packed candidate (_pack) after `steps` (Settings.score), in order: rebuilt and
+    scored here, or with `workers` (a mnas.workers.pool started with _start_scorer) side by side, one per process;
+    either way every candidate is scored as rebuilt from its arch and weights, so the two give the same results."""
+    futures = [workers.submit(_score_in_worker, blob, steps, seed) for blob in blobs] if workers is not None else None
     out = []
-    for f in futures:  # in order; the bar moves as the earliest unfinished one ends
-        acc, blob = f.result()
-        out.append((acc, _unpack(blob)))
+    for i, blob in enumerate(blobs):  # in order; with workers the bar moves as the earliest unfinished one ends
+        if workers is not None:
+            acc, scored = futures[i].result()
+            out.append((acc, _unpack(scored)))
+        else:
+            model = _unpack(blob)
+            out.append((s.score(model, data, steps, seed), model))
         bar and bar.update()
     return out
 
@@ -380,14 +375,14 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
                 raise UserError(f"cannot prune further: every unit is at its minimum width ({lat:.2f} ms)")
             plans = [(u, keep) for u in todo
                      if floors[u] <= goal and (keep := fewest_removal(deploy, u, goal, latency_fn, s)) is not None]
-            cands = []
+            blobs = []
             for u, keep in plans:  # the surgery here (cheap); the scoring, the costly part, maybe in workers
                 cand = copy.deepcopy(model)
                 prune_unit(cand, u, keep, s.p)
-                cands.append(_unpack(_pack(cand)))  # rebuilt from arch + weights, as a worker or a resume has it
-            with tqdm(total=len(cands), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
+                blobs.append(_pack(cand))
+            with tqdm(total=len(blobs), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
                       leave=False, disable=not progress or not sys.stderr.isatty()) as bar:
-                scored = score_all(cands, s, evaluation, s.finetune_steps, it, workers, bar)
+                scored = score_all(blobs, s, evaluation, s.finetune_steps, it, workers, bar)
             best, rows = None, []
             for (u, keep), (cand_acc, cand) in zip(plans, scored):
                 cand_lat = latency_fn(with_channels(deploy, cand.arch))

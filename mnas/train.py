@@ -153,8 +153,10 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
 
 
 def save_checkpoint(path, model, metrics=None):
-    """Weights, the ArchConfig as JSON and plain-type metrics: loadable with torch.load(path, weights_only=True)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    """Weights, the ArchConfig as JSON and plain-type metrics: loadable with torch.load(path, weights_only=True).
+    `path` may also be a binary file object (io.BytesIO: a network sent to another process as bytes)."""
+    if isinstance(path, (str, os.PathLike)):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     plain = json.loads(json.dumps(metrics or {}, default=float))  # numpy/torch scalars -> float
     torch.save({"state_dict": model.state_dict(), "arch": model.arch.to_json(), "metrics": plain}, path)
 
@@ -163,8 +165,9 @@ def load_checkpoint(path):
     """The model saved by save_checkpoint, rebuilt from its ArchConfig, in eval mode. Never unpickles code.
 
     Anything else is a one-line UserError: a missing, truncated or foreign file, pickled code or objects (refused
-    by torch.load(weights_only=True)), a broken arch, or weights that do not fit the arch."""
-    if not os.path.isfile(path):
+    by torch.load(weights_only=True)), a broken arch, or weights that do not fit the arch. `path` may also be a
+    binary file object that save_checkpoint wrote to."""
+    if isinstance(path, (str, os.PathLike)) and not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path}: pass the checkpoint.pt of a run (runs/train/<time>/)")
     what = f"not an mnas checkpoint: {path}"
     try:
