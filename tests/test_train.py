@@ -92,6 +92,26 @@ def test_recalibrate_bn_re_estimates_statistics(digits):
     assert bn.num_batches_tracked == 2
 
 
+
+def test_evaluation_runs_channels_last_with_the_same_results(digits, trained):
+    """evaluate and recalibrate_bn run in channels_last (faster on CPU) unless asked not to; the figures are those
+    of the contiguous layout up to float rounding."""
+    model, _, _ = trained
+    ref = build(model.arch)
+    ref.load_state_dict(model.state_dict())
+    layouts = []  # the memory layout of the stem's output, as each call ran it
+    ref.stem.register_forward_hook(
+        lambda m, i, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)))
+    train.recalibrate_bn(ref, digits.train, images=256, channels_last=False)
+    acc0, loss0 = train.evaluate(ref, digits.val, channels_last=False)
+    assert layouts and not any(layouts)
+    layouts.clear()
+    train.recalibrate_bn(ref, digits.train, images=256)
+    acc1, loss1 = train.evaluate(ref, digits.val)
+    assert layouts and all(layouts)
+    assert abs(acc1 - acc0) <= 1 / len(digits.val) and loss1 == pytest.approx(loss0, rel=1e-4)
+
+
 def test_bad_optimizer(digits):
     with pytest.raises(UserError, match="sgd, rmsprop"):
         train.fit(build(get_model("mobilenet_v1", 0.25, num_classes=10)), digits, optimizer="adam")
