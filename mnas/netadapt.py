@@ -24,7 +24,8 @@ accuracy) and fine-tunes it `chosen_steps` more. When no single unit can give th
 iteration asks for the largest drop one unit can give; it never asks for more than reaching the target. Each
 iteration is saved as it finishes (iters/iter_NNN.pt, a history.csv row, its proposals.csv rows); rerunning on
 the same folder resumes. `jobs` > 1 scores an iteration's proposals side by side in that many 1-thread worker
-processes (the surgery and the latency predictions stay here); the choices are the same as with jobs=1 threads=1.
+processes (mnas.proposals; the surgery and the latency predictions stay here); the choices are the same as with
+jobs=1 threads=1.
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ import contextlib
 import copy
 import csv
 import dataclasses
-import io
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +46,7 @@ from tqdm import tqdm
 from mnas.arch import ArchConfig, make_divisible
 from mnas.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
 from mnas.errors import UserError
+from mnas.proposals import pack, score_all, start_scorer
 from mnas.train import evaluate, fit, load_checkpoint, recalibrate_bn, save_checkpoint
 from mnas.workers import pool
 
@@ -249,51 +250,6 @@ class Settings:
         return evaluate(model, data.val, self.resolution)[0]
 
 
-_SCORER: tuple | None = None  # (Settings, data) of a worker process, set once by _start_scorer
-
-
-def _start_scorer(s: Settings, data) -> None:
-    global _SCORER
-    _SCORER = (dataclasses.replace(s, threads=1), data)
-
-
-def _pack(model) -> bytes:
-    """A network as save_checkpoint's bytes: sent between processes without shared-memory tensors, each of which
-    would hold a file descriptor open on both sides (hundreds per network, ~20 networks per iteration)."""
-    buf = io.BytesIO()
-    save_checkpoint(buf, model)
-    return buf.getvalue()
-
-
-def _unpack(blob: bytes):
-    return load_checkpoint(io.BytesIO(blob))
-
-
-def _score_in_worker(blob: bytes, steps: int, seed: int) -> tuple[float, bytes]:
-    """Settings.score in a worker process: the proposal travels there and back (its weights change when it is
-    fine-tuned, its BatchNorm statistics when they are re-estimated)."""
-    s, data = _SCORER
-    model = _unpack(blob)
-    return s.score(model, data, steps, seed), _pack(model)
-
-
-def score_all(blobs: list[bytes], s: Settings, data, steps: int, seed: int, workers=None, bar=None) -> list:
-    """[(accuracy, model)] of each packed candidate (_pack) after `steps` (Settings.score), in order: rebuilt and
-    scored here, or with `workers` (a mnas.workers.pool started with _start_scorer) side by side, one per process;
-    either way every candidate is scored as rebuilt from its arch and weights, so the two give the same results."""
-    futures = [workers.submit(_score_in_worker, blob, steps, seed) for blob in blobs] if workers is not None else None
-    out = []
-    for i, blob in enumerate(blobs):  # in order; with workers the bar moves as the earliest unfinished one ends
-        if workers is not None:
-            acc, scored = futures[i].result()
-            out.append((acc, _unpack(scored)))
-        else:
-            model = _unpack(blob)
-            out.append((s.score(model, data, steps, seed), model))
-        bar and bar.update()
-    return out
-
-
 def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings) -> int | None:
     """The most channels `unit` can keep (removing multiples of s.step) with latency_fn(arch) <= goal_ms, or None.
     Binary search: latency is taken to grow with channels (each probe may profile new ops on a live device)."""
@@ -362,7 +318,7 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
     deploy = with_channels(deploy, model.arch)
     lat, acc = float(history["latency_ms"].iloc[-1]), float(history["val_acc"].iloc[-1])
     # one pool for the whole run, so each worker receives the data once (jobs=1: None, scored here)
-    with pool(s.jobs, _start_scorer, (s, evaluation)) if s.jobs > 1 else contextlib.nullcontext() as workers:
+    with pool(s.jobs, start_scorer, (s, evaluation)) if s.jobs > 1 else contextlib.nullcontext() as workers:
         for it in range(last + 1, s.max_iterations + 1):
             if lat <= target_ms * (1 + 1e-9):
                 break
@@ -379,7 +335,7 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
             for u, keep in plans:  # the surgery here (cheap); the scoring, the costly part, maybe in workers
                 cand = copy.deepcopy(model)
                 prune_unit(cand, u, keep, s.p)
-                blobs.append(_pack(cand))
+                blobs.append(pack(cand))
             with tqdm(total=len(blobs), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
                       leave=False, disable=not progress or not sys.stderr.isatty()) as bar:
                 scored = score_all(blobs, s, evaluation, s.finetune_steps, it, workers, bar)
