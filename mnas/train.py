@@ -118,8 +118,8 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
               {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     opt = (torch.optim.SGD(groups, lr=peak, momentum=0.9, nesterov=True) if optimizer == "sgd" else
            torch.optim.RMSprop(groups, lr=peak, alpha=0.9, eps=1e-3, momentum=0.9))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=fmt).train()
+    model.train()
+    fmt = _memory_format(model, channels_last)
 
     rows, step, seen, train_s, start = [], 0, 0, 0.0, time.perf_counter()
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress or not sys.stderr.isatty())

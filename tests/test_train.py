@@ -92,7 +92,6 @@ def test_recalibrate_bn_re_estimates_statistics(digits):
     assert bn.num_batches_tracked == 2
 
 
-
 def test_evaluation_runs_channels_last_with_the_same_results(digits, trained):
     """evaluate and recalibrate_bn run in channels_last (faster on CPU) unless asked not to; the figures are those
     of the contiguous layout up to float rounding."""
