@@ -247,6 +247,12 @@ def _crop_flip(x, pad, g):
 _LOADED: dict = {}  # load_cached: this process's datasets, by their load() arguments
 
 
+def config_args(d: dict, seed: int) -> dict:
+    """load()'s arguments from a Hydra data group (conf/data/<name>.yaml) and the run's seed."""
+    return dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=seed,
+                train_subset=d.get("train_subset"))
+
+
 def load_cached(name, **kw):
     """load(name, **kw), once per process for the same arguments (benchmarks train many runs on one dataset,
     in this process or in worker processes)."""

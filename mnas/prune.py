@@ -315,7 +315,7 @@ def resolve_input(c: dict) -> tuple[ArchConfig, str | None, tuple[str, float] | 
 def main(cfg) -> dict:
     """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
     from mnas.cli import new_run_dir, to_plain
-    from mnas.data import load
+    from mnas.data import config_args, load
     from mnas.latency import predict
     from mnas.latency.profile import measure_archs
     from mnas.latency.table import load_device
@@ -347,8 +347,7 @@ def main(cfg) -> dict:
     check_seeds(c.get("compare_seeds", 1))
     check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
     d = c["data"]
-    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
-                train_subset=d.get("train_subset"))
+    data = load(**config_args(d, c["seed"]))
     if not c.get("resume"):
         out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("prune", device)
         out_dir.mkdir(parents=True, exist_ok=True)

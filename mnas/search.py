@@ -213,7 +213,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
 def main(cfg) -> dict:
     """Hydra config -> plain arguments -> run_search (see conf/search.yaml)."""
     from mnas.cli import new_run_dir, parse_ms, to_plain
-    from mnas.data import load
+    from mnas.data import config_args, load
     from mnas.estimate import make_estimator
     from mnas.latency import predict
     from mnas.space import load_space
@@ -236,8 +236,7 @@ def main(cfg) -> dict:
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
     check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
     d, e = c["data"], dict(c["estimator"])
-    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
-                train_subset=d.get("train_subset"))
+    data = load(**config_args(d, c["seed"]))
     estimator = make_estimator(e.pop("name"), data, resolution=d.get("proxy_resolution", 32), seed=c["seed"], **e)
     if not c.get("resume"):
         out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("search", device)

@@ -5,7 +5,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from mnas.data import load
+from mnas.data import config_args, load
 from mnas.space import load_space
 from mnas.supernet.evaluate import FINETUNE_KEYS, SupernetEstimator, settings_from
 from mnas.supernet.train import cache_dir, train_supernet
@@ -53,8 +53,7 @@ def main(cfg):
     for k in ("name", "space"):
         e.pop(k)
     d = c["data"]
-    data = load(d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
-                train_subset=d.get("train_subset"))
+    data = load(**config_args(d, c["seed"]))
     info = run(load_space(c["space"]["name"]), data, d.get("proxy_resolution", 32), c["seed"], c["max_steps"],
                cache_dir_root=e.pop("cache_dir"), **e)
     changed = [f"estimator.{k}={c[k]}" for k in TOP_LEVEL if c[k] != c["estimator"][k] and k != "threads"]

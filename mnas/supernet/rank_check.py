@@ -232,7 +232,7 @@ def main(cfg):
     import torch
 
     from mnas.cli import new_run_dir, to_plain
-    from mnas.data import load_cached
+    from mnas.data import config_args, load_cached
     from mnas.latency import predict
     from mnas.space import load_space
     from mnas.supernet.evaluate import SupernetEstimator
@@ -256,8 +256,7 @@ def main(cfg):
         seeds = list(range(ref["seeds"]))
     else:
         archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
-    data_args = dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=c["seed"],
-                     train_subset=d.get("train_subset"))
+    data_args = config_args(d, c["seed"])
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)
     supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
