@@ -59,21 +59,29 @@ def recalibrate_bn(model, split, resolution=32, images=1024, batch_size=128, see
 
     After a short training the running averages still remember the early weights, and eval-mode accuracy is
     near chance even when the network has learned (OFA recalibrates its sub-networks the same way)."""
+    was_training = model.training
+    fmt = _memory_format(model, channels_last)
+    feed = datasets.batches(split, batch_size, resolution, shuffle=True, seed=seed, channels=model.arch.in_chans)
+    xs = (x.contiguous(memory_format=fmt) for _, (x, _) in zip(range(math.ceil(images / batch_size)), feed))
+    reestimate_bn(model, xs)
+    model.train(was_training)
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, xs) -> nn.Module:
+    """Reset every BatchNorm's running statistics and recompute them as a plain (cumulative) average over the
+    input batches xs, in train mode; returns the model in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the batches below
-    was_training = model.training
+        bn.momentum = None
     model.train()
-    fmt = _memory_format(model, channels_last)
-    with torch.no_grad():
-        feed = datasets.batches(split, batch_size, resolution, shuffle=True, seed=seed, channels=model.arch.in_chans)
-        for _, (x, _) in zip(range(math.ceil(images / batch_size)), feed):
-            model(x.contiguous(memory_format=fmt))
+    for x in xs:
+        model(x)
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
-    model.train(was_training)
+    return model.eval()
 
 
 def lr_at(step, total, peak, warmup):

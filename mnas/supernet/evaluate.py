@@ -23,26 +23,10 @@ from mnas.data import Dataset, batches
 from mnas.errors import UserError
 from mnas.space import Space, load_space
 from mnas.supernet.train import CACHE_DIR, SupernetSettings, load_or_train
-from mnas.train import fit
+from mnas.train import fit, reestimate_bn
 
 SCHEDULE_KEYS = [f.name for f in dataclasses.fields(SupernetSettings) if f.name not in ("resolution", "seed")]
 FINETUNE_KEYS = ("finetune_steps", "finetune_lr", "finetune_batch")  # SupernetEstimator's scoring options
-
-
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, xs) -> nn.Module:
-    """Reset every BatchNorm's running statistics and recompute them as a plain average over the batches xs."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.train()
-    for x in xs:
-        model(x)
-    for bn, momentum in zip(bns, momenta):
-        bn.momentum = momentum
-    return model.eval()
 
 
 @torch.inference_mode()
