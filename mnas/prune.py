@@ -196,10 +196,18 @@ def format_checks(c: dict) -> str:
             f"; its {c['latency']} latency {c['width_speedup']:.2f}x the pruned one's)")
 
 
-def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None, path: Path, title: str) -> None:
+def path_label(s: Settings) -> str:
+    """How the path's accuracies were obtained, for the plot's legend."""
+    steps = [f"{s.finetune_steps} fine-tune steps per proposal"] if s.finetune_steps else []
+    steps += [f"{s.chosen_steps} more for the chosen one"] if s.chosen_steps else []
+    steps += ["BatchNorm re-estimated"] if s.bn_recalibration else []
+    return f"NetAdapt path ({', '.join(steps) or 'no fine-tune'}; first eval_images of val)"
+
+
+def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None, path: Path, title: str,
+              label: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(history["latency_ms"], 100 * history["val_acc"], "o-", ms=4,
-            label="NetAdapt path (short fine-tunes; first eval_images of val)")
+    ax.plot(history["latency_ms"], 100 * history["val_acc"], "o-", ms=4, label=label)
     for _, r in history.iterrows():
         ax.annotate(str(int(r["iteration"])), (r["latency_ms"], 100 * r["val_acc"]), fontsize=7, xytext=(3, 3),
                     textcoords="offset points")
@@ -281,7 +289,8 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
         (out_dir / "compare.json").write_text(json.dumps({"networks": networks, "checks": checks}, indent=2,
                                                          default=float))
     plot_path(read_history(out_dir), result, table, out_dir / "path.png",
-              f"NetAdapt on {device}: {start_ms:.2f} -> {result['final']['latency_ms']:.2f} ms predicted")
+              f"NetAdapt on {device}: {start_ms:.2f} -> {result['final']['latency_ms']:.2f} ms predicted",
+              path_label(s))
     f = result["final"]
     print(f"pruned {start_ms:.2f} -> {f['latency_ms']:.2f} ms predicted ({result['speedup_predicted']:.2f}x"
           + (f", measured {result['speedup_measured']:.2f}x" if result["speedup_measured"] else "")

@@ -19,7 +19,7 @@ from mnas.errors import UserError
 from mnas.models import build, get_model
 from mnas.netadapt import (Settings, arch_of, channels, checkpoint_path, minimal_arch, netadapt, prune_unit,
                            read_history, smallest_keep, units)
-from mnas.prune import run_prune
+from mnas.prune import path_label, run_prune
 from mnas.proxy import proxy_arch
 from mnas.space import load_space
 from mnas.stats import count
@@ -256,3 +256,11 @@ def test_compare_seeds_must_be_positive(digits, tmp_path):
         run_prune(ARCHS["mobilenet_v2"], digits, "0.85x", mac_latency, tmp_path, Settings(**FAST), compare_seeds=0,
                   progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_path_legend_says_how_proposals_were_scored():
+    assert "no fine-tune" in path_label(Settings(finetune_steps=0, bn_recalibration=False))
+    label = path_label(Settings(finetune_steps=0, chosen_steps=0))
+    assert "BatchNorm re-estimated" in label and "fine-tune steps" not in label
+    label = path_label(Settings(finetune_steps=20, chosen_steps=40))
+    assert "20 fine-tune steps per proposal" in label and "40 more for the chosen one" in label
