@@ -61,6 +61,22 @@ _UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 MAX_MS = 60_000.0
 
 
+def apply_preset(c: dict, key: str, presets: str, unnamed=()) -> str:
+    """Fill every null key of config c from the preset c[presets][c[key]] (recipe=medium, scale=lean, ...); a
+    preset that does not exist is a UserError. Returns the preset's name, followed by the keys given beside it
+    that differ from it (but those in `unnamed`), for reports: 'medium (max_steps=600)'."""
+    name = c[key]
+    if name not in c[presets]:
+        raise UserError(f"{key}={name!r} is invalid: use one of {', '.join(c[presets])}")
+    changed = []
+    for k, value in c[presets][name].items():
+        if c.get(k) is None:
+            c[k] = value
+        elif c[k] != value and k not in unnamed:
+            changed.append(f"{k}={c[k]}")
+    return f"{name} ({', '.join(changed)})" if changed else name
+
+
 def parse_ms(text, what: str = "budget") -> float:
     """'15ms', '15 ms', '0.015s', '15000us' (or a bare number of ms) -> 15.0; anything else is a UserError."""
     s = str(text).strip().lower()

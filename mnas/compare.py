@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from mnas import data as datasets
 from mnas.arch import ArchConfig
-from mnas.cli import new_run_dir, parse_ms, to_plain
+from mnas.cli import apply_preset, new_run_dir, parse_ms, to_plain
 from mnas.compare_report import COLUMNS, FAMILIES, acceptance, machine, plot, report
 from mnas.errors import UserError
 from mnas.latency import predict
@@ -265,10 +265,7 @@ def main(cfg) -> dict:
     from mnas.latency.profile import measure_archs
 
     c = to_plain(cfg)
-    if c["recipe"] not in c["recipes"]:
-        raise UserError(f"recipe={c['recipe']!r} is invalid: use one of {', '.join(c['recipes'])}")
-    for key, value in c["recipes"][c["recipe"]].items():
-        c[key] = value if c.get(key) is None else c[key]
+    recipe_name = apply_preset(c, "recipe", "recipes", unnamed=("seeds", "variants"))  # the report lists both
     device = c["device"]["name"]
     dev = load_device(device)
     budget = None if c["budget"] is None else parse_ms(c["budget"])
@@ -292,7 +289,7 @@ def main(cfg) -> dict:
                                                  stat=dev["stat"])["ms"].tolist()
     result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],
                          c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
-                         c["recipe"], jobs=c["jobs"])
+                         recipe_name, jobs=c["jobs"])
     (result["out_dir"] / "config.yaml").write_text(yaml.safe_dump(dict(c, data=d), sort_keys=False))
     return result
 

@@ -323,7 +323,7 @@ def resolve_input(c: dict) -> tuple[ArchConfig, str | None, tuple[str, float] | 
 
 def main(cfg) -> dict:
     """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
-    from mnas.cli import new_run_dir, to_plain
+    from mnas.cli import apply_preset, new_run_dir, to_plain
     from mnas.data import config_args, load
     from mnas.latency import predict
     from mnas.latency.profile import measure_archs
@@ -336,10 +336,7 @@ def main(cfg) -> dict:
             raise UserError(f"resume={out_dir} is not a prune run directory (no config.yaml there)")
         keep = {k: c[k] for k in RESUME_OVERRIDES}  # the saved settings win, except these
         c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), **keep, "resume": str(out_dir)}
-    if c["scale"] not in c["scales"]:
-        raise UserError(f"scale={c['scale']!r} is invalid: use one of {', '.join(c['scales'])}")
-    for key, value in c["scales"][c["scale"]].items():
-        c[key] = value if c.get(key) is None else c[key]
+    apply_preset(c, "scale", "scales")
     device = c["device"]["name"]
     dev = load_device(device)
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731

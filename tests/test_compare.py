@@ -188,7 +188,8 @@ def test_main_fills_the_recipe_and_takes_the_runs_budget(tmp_path):
     assert saved["train_subset"] == 2000 and saved["epochs"] == 1 and saved["val_size"] == 0.05  # quick's, then ours
     assert saved["data"]["name"] == "digits"
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "**Budget** 8 ms" in text and "Recipe** `quick`" in text and "20 test images" in text
+    recipe = "Recipe** `quick (max_steps=1, batch_size=16, val_size=0.05, test_images=20, bn_recalibration=False)`"
+    assert "**Budget** 8 ms" in text and recipe in text and "20 test images" in text  # the overrides are named
 
 
 def cli(*args, cwd):
