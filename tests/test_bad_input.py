@@ -67,6 +67,7 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.export arch=" + ARCH.replace("ir_k3", "ir_k3_q5"), r"unknown or repeated token 'q5'"),
     ("mnas.export arch=" + ARCH.replace("c16_relu", "c99999_relu"), r"out=99999 is invalid"),
     ("mnas.prune target=-3ms", r"target .*positive"),
+    ("mnas.supernet.rank_check iso_ms=15 window_ms=[13,16]", r"iso_ms=<ms> .* or window_ms=\[lo, hi\], not both"),
 ]
 
 

@@ -104,3 +104,76 @@ def test_plot_title_names_the_supernet_rule_and_fine_tune():
     title = variant({"smallest": True, "n_random": 2, "finetune_steps": 50})
     assert "largest + smallest + 2 random" in title and "fine-tuned 50 steps" in title
     assert "fine-tuned" not in variant({"smallest": True, "n_random": 2, "finetune_steps": 0})
+
+
+def test_window_archs_share_a_latency_window_and_spread_over_macs(tiny_space):
+    """window_ms=[lo, hi]: every arch lies inside the window, they are sorted and spread over MACs (the fewest and
+    most of the window are both picked), and a window too narrow or reversed is one line."""
+    from mnas.errors import UserError
+    from mnas.supernet.rank_check import window_archs
+
+    params = lambda a: count(a).params / 1e3  # noqa: E731  # a 'latency' that is not MACs
+    everything = spread_archs(tiny_space, 10, params, pool=200)
+    lo, hi = params(everything[3]), params(everything[7])
+    archs = window_archs(tiny_space, 4, params, macs, (lo, hi), pool=200)
+    assert len(set(archs)) == 4 and all(lo <= params(a) <= hi for a in archs)
+    assert [macs(a) for a in archs] == sorted(macs(a) for a in archs)
+    import random
+    rng = random.Random(0)
+    inside = [a for a in dict.fromkeys(tiny_space.random_arch(rng) for _ in range(200)) if lo <= params(a) <= hi]
+    assert macs(archs[0]) == min(map(macs, inside)) and macs(archs[-1]) == max(map(macs, inside))
+    with pytest.raises(UserError, match="window_ms"):
+        window_archs(tiny_space, 4, params, macs, (hi, lo), pool=200)
+    with pytest.raises(UserError, match="widen the window"):
+        window_archs(tiny_space, 4, params, macs, (lo, lo + 1e-9), pool=200)
+
+
+def test_iso_window_and_the_hand_designs_inside_it():
+    """iso_ms=15 is the +-10% window 13.5-16.5 ms; both iso_ms and window_ms, or a latency <= 0, is one line; the
+    space's expressible V3 hand designs are found by name, and only when their latency lies in the window."""
+    from mnas.errors import UserError
+    from mnas.latency import predict
+    from mnas.space import load_space
+    from mnas.supernet.rank_check import hand_designs, iso_window
+
+    assert iso_window(15, None) == pytest.approx((13.5, 16.5)) and iso_window(None, [1, 2]) == (1, 2)
+    assert iso_window(None, None) is None
+    with pytest.raises(UserError, match="not both"):
+        iso_window(15, [1, 2])
+    with pytest.raises(UserError, match="iso_ms=0"):
+        iso_window(0, None)
+    space = load_space("v3_small")
+    pixel = lambda a: predict(a, "pixel")  # noqa: E731
+    everywhere = hand_designs(space, (0, 1000), pixel)
+    assert list(everywhere.values()) == ["mobilenet_v3_small x1.0"]  # the only V3 that v3_small expresses
+    ms = pixel(next(iter(everywhere)))
+    assert hand_designs(space, (0.9 * ms, 1.1 * ms), pixel) == everywhere
+    assert hand_designs(space, (0.5 * ms, 0.9 * ms), pixel) == {}
+
+
+def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path):
+    """standalone_from: a second estimator setting on the same archs trains nothing again and keeps the first
+    run's accuracies; a run of other archs, or a folder without rank.csv, is refused in one line."""
+    from mnas.errors import UserError
+    from mnas.supernet.rank_check import load_standalone
+
+    archs = spread_archs(tiny_space, 4, macs, pool=60)
+    accs = {(a, s): 0.5 + 0.1 * i + 0.01 * s for i, a in enumerate(archs) for s in (0, 1)}
+    rank_check(archs, macs, macs, lambda a, s: accs[(a, s)], [0, 1], tmp_path / "first",
+               hand={archs[2]: "mobilenet_v3_small x1.0"})
+    first = pd.read_csv(tmp_path / "first" / "rank.csv")
+    assert list(first["hand"].fillna("")) == ["", "", "mobilenet_v3_small x1.0", ""]
+    known = load_standalone(tmp_path / "first", archs, [0, 1])
+    assert known[(archs[1].to_string(), 1)][0] == pytest.approx(0.61) and len(known) == 8
+
+    def never(arch, seed):
+        raise AssertionError("a reused stand-alone cell was trained again")
+    params = lambda a: -count(a).params  # noqa: E731  # another 'estimator'
+    rank_check(archs, macs, params, never, [0, 1], tmp_path / "second", known=known)
+    second = pd.read_csv(tmp_path / "second" / "rank.csv")
+    assert list(second["standalone_acc"]) == pytest.approx(list(first["standalone_acc"]))
+    assert list(second["supernet_acc"]) == [params(a) for a in archs]
+    with pytest.raises(UserError, match="other archs"):
+        load_standalone(tmp_path / "first", archs[:3], [0, 1])
+    with pytest.raises(UserError, match="rank.csv"):
+        load_standalone(tmp_path, archs, [0, 1])

@@ -18,6 +18,18 @@ seed and its training recipe (epochs, max_steps, batch, lr); cells it lacks are 
 and n above its arch count adds archs in the widest latency gaps between its archs (trained here, per seed).
 fill_ms=[lo, hi] puts those added archs in the widest gaps inside that latency range instead (e.g. around a
 search budget, where a search must tell archs apart, and cheaper to train than the gaps among the largest archs).
+
+    python -m mnas.supernet.rank_check iso_ms=15 n=8 standalone.max_steps=1000 standalone.epochs=3 'seeds=[0,1]'
+
+picks n archs of (nearly) equal latency instead, all within +-10% of iso_ms (or inside window_ms=[lo, hi]) and
+spread over their MACs, plus the V3 hand designs the space can express inside that window (the `hand` column):
+does the supernet tell apart what a latency-constrained search must, and does it do better than counting MACs
+there (summary.json's standalone_vs_macs_tau against kendall_tau)?
+
+    python -m mnas.supernet.rank_check iso_ms=15 n=8 standalone_from=runs/rank_check/pixel/<time> estimator.finetune_steps=50
+
+scores the same archs with another estimator setting and reuses that run's stand-alone accuracies (the costly
+part) instead of training them again; its archs must be this run's.
 """
 from __future__ import annotations
 
@@ -55,6 +67,50 @@ def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int =
     return [archs[i] for i in sorted(picked, key=lambda i: lat[i])]
 
 
+def iso_window(iso_ms: float | None, window_ms) -> tuple[float, float] | None:
+    """The latency window of iso_ms (+-10%) or window_ms=[lo, hi]; None when neither is given."""
+    if iso_ms is not None and window_ms:
+        raise UserError("give iso_ms=<ms> (a +-10% window) or window_ms=[lo, hi], not both")
+    if iso_ms is not None:
+        if not iso_ms > 0:
+            raise UserError(f"iso_ms={iso_ms}: give a latency in ms above 0")
+        return 0.9 * iso_ms, 1.1 * iso_ms
+    return tuple(window_ms) if window_ms else None
+
+
+def hand_designs(space: Space, window: tuple[float, float], latency_fn) -> dict[ArchConfig, str]:
+    """The V3 hand designs (widths 0.5-1.25) that are points of the space and lie inside window, by name."""
+    from mnas.models import BASELINES
+    found = {}
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        for width in (0.5, 0.75, 1.0, 1.25):
+            arch = BASELINES[name](width=width, resolution=space.resolution, num_classes=space.num_classes)
+            if space.params_for(arch) is not None and window[0] <= latency_fn(arch) <= window[1]:
+                found[arch] = f"{name} x{width}"
+    return found
+
+
+def window_archs(space: Space, n: int, latency_fn, macs_fn, window: tuple[float, float], pool: int = 2000,
+                 seed: int = 0) -> list[ArchConfig]:
+    """n distinct pool archs whose latencies lie inside window=(lo, hi) ms, spread evenly over their MACs (the
+    closest to n evenly spaced MAC counts between the window's fewest and most), sorted by MACs: archs of (nearly)
+    equal latency, where a search must tell apart what latency cannot, and whether MACs alone would is visible."""
+    lo, hi = window
+    if not 0 <= lo < hi:
+        raise UserError(f"window_ms={list(window)}: give [lo, hi] in ms with 0 <= lo < hi")
+    rng = random.Random(seed)
+    archs = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if lo <= latency_fn(a) <= hi]
+    if len(archs) < n:
+        raise UserError(f"only {len(archs)} of {pool} random archs of {space.name} lie within window_ms={list(window)}: "
+                        f"widen the window, raise pool or lower n={n}")
+    macs = np.array([macs_fn(a) for a in archs])
+    picked = []
+    for target in np.linspace(macs.min(), macs.max(), n):
+        order = np.argsort(np.abs(macs - target))
+        picked.append(next(int(i) for i in order if int(i) not in picked))
+    return [archs[i] for i in sorted(picked, key=lambda i: macs[i])]
+
+
 def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, seed: int = 0,
               within: tuple[float, float] | None = None) -> list:
     """archs plus k new ones, each the pool arch closest to the middle of the widest gap in latency between the
@@ -83,6 +139,24 @@ def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, s
         cands.remove(best)
         out.append(best)
     return sorted(out, key=lat.get)
+
+
+def load_standalone(run_dir: Path, archs: list, seeds) -> dict:
+    """{(arch string, seed): (accuracy, seconds)} of another rank_check run's stand-alone cells, for the same
+    archs scored by another estimator setting; refused in one line when that run holds other archs."""
+    path = run_dir / "rank.csv"
+    if not path.is_file():
+        raise UserError(f"standalone_from={run_dir} is not a rank_check run directory (it needs rank.csv)")
+    df = pd.read_csv(path)
+    if list(df["arch"]) != [a.to_string() for a in archs]:
+        raise UserError(f"standalone_from={run_dir} holds other archs than this run: use the same n, pool, seed, "
+                        "space and window (iso_ms / window_ms / fill_ms)")
+    known = {}
+    for r in df.to_dict("records"):
+        done = [s for s in seeds if f"standalone_seed{s}" in r and r[f"standalone_seed{s}"] == r[f"standalone_seed{s}"]]
+        for s in done:  # the row's summed seconds spread evenly over its seeds
+            known[(r["arch"], s)] = (float(r[f"standalone_seed{s}"]), float(r["standalone_s"]) / len(done))
+    return known
 
 
 def load_reference(run_dir: Path) -> tuple[dict, dict]:
@@ -130,6 +204,10 @@ def plot(df: pd.DataFrame, summary: dict, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 5))
     ax.errorbar(df["standalone_acc"], df["supernet_acc"], xerr=df["standalone_std"], fmt="none", ecolor="0.7")
     sc = ax.scatter(df["standalone_acc"], df["supernet_acc"], c=df["latency_ms"], cmap="viridis", zorder=3)
+    for r in df.itertuples():  # the hand designs among the archs, by name
+        if isinstance(getattr(r, "hand", ""), str) and r.hand:
+            ax.annotate(r.hand.replace("mobilenet_", ""), (r.standalone_acc, r.supernet_acc), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
     fig.colorbar(sc, label="predicted latency (ms, 224x224)")
     ax.set_xlabel("stand-alone accuracy (mean over seeds, bar = std)")
     ax.set_ylabel("supernet estimate (sub-network val accuracy)")
@@ -162,11 +240,13 @@ def _timed(fn, arch_string: str, seed: int) -> tuple[float, float]:
 
 
 def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Path, resolution: int = 32,
-               num_classes: int = 10, title: str = "", jobs: int = 1, known: dict | None = None) -> dict:
+               num_classes: int = 10, title: str = "", jobs: int = 1, known: dict | None = None,
+               hand: dict | None = None) -> dict:
     """Fill rank.csv in out_dir (cells already there are kept: resume), then write rank.png and summary.json.
     supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies; with jobs > 1 the stand-alone
     runs go to that many worker processes (standalone_fn must then be picklable, e.g. a Standalone). known maps
-    (arch string, seed) to (accuracy, seconds) of stand-alone runs made elsewhere (a proxy_check reference)."""
+    (arch string, seed) to (accuracy, seconds) of stand-alone runs made elsewhere (a proxy_check reference or
+    another rank_check); hand maps archs to the hand design's name they are (the `hand` column)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rank.csv"
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -177,6 +257,7 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     else:
         df = pd.DataFrame({"arch": [a.to_string() for a in archs], "latency_ms": [latency_fn(a) for a in archs],
                            "proxy_mmacs": [count(proxy_arch(a, num_classes), resolution).macs / 1e6 for a in archs]})
+    df["hand"] = [(hand or {}).get(a, "") for a in archs]
     for c in ["supernet_acc", "supernet_s", "standalone_s", *cols]:
         if c not in df:
             df[c] = np.nan
@@ -245,7 +326,7 @@ def main(cfg):
     space, device, d = load_space(c["space"]["name"]), c["device"]["name"], c["data"]
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
-    sa, seeds, known = c["standalone"], c["seeds"], None
+    sa, seeds, known, hand = c["standalone"], c["seeds"], None, {}
     if c["reference"]:
         ref, known = load_reference(Path(c["reference"]))
         check_reference(ref, d, e.get("max_stride", 8), c["seed"])
@@ -254,20 +335,32 @@ def main(cfg):
         archs = fill_gaps(space, base, max(0, c["n"] - len(base)), latency_fn, c["pool"], c["seed"], within)
         sa = {k: ref[k] for k in ("epochs", "max_steps", "batch_size", "lr")}
         seeds = list(range(ref["seeds"]))
+    elif window := iso_window(c.get("iso_ms"), c.get("window_ms")):
+        res, stride = d.get("proxy_resolution", 32), e.get("max_stride", 8)
+        macs_fn = lambda arch: count(proxy_arch(arch, 10, stride), res).macs  # noqa: E731
+        hand = hand_designs(space, window, latency_fn)
+        picked = window_archs(space, c["n"], latency_fn, macs_fn, window, c["pool"], c["seed"])
+        archs = sorted(dict.fromkeys([*picked, *hand]), key=macs_fn)
     else:
         archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
+    if c.get("standalone_from"):
+        if c["reference"]:
+            raise UserError("give reference=<proxy_check run> or standalone_from=<rank_check run>, not both")
+        known = load_standalone(Path(c["standalone_from"]), archs, seeds)
     data_args = config_args(d, c["seed"])
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)
     supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
     standalone_fn = Standalone(data_args, resolution, e.get("max_stride", 8), sa)
     out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
-    print(f"{space.describe()}; {len(archs)} archs over {latency_fn(archs[0]):.1f}-{latency_fn(archs[-1]):.1f} ms "
+    ms = sorted(latency_fn(a) for a in archs)
+    print(f"{space.describe()}; {len(archs)} archs over {ms[0]:.1f}-{ms[-1]:.1f} ms "
           f"({device}); stand-alone {sa} x seeds {seeds} on {d['name']}"
-          f"{' (reference ' + c['reference'] + ')' if known else ''} -> {out_dir}")
+          f"{' (stand-alone from ' + (c['reference'] or c['standalone_from']) + ')' if known else ''}"
+          f"{'; hand designs: ' + ', '.join(hand.values()) if hand else ''} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
                       title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"],
-                      known=known)
+                      known=known, hand=hand)
 
 
 if __name__ == "__main__":
