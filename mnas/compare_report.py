@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other deployment resolutions
-FAMILIES = {"v1": ("mobilenet_v1", "MobileNetV1"), "v2": ("mobilenet_v2", "MobileNetV2"),
-            "v2_res": ("mobilenet_v2", "MobileNetV2"), "v3_large": ("mobilenet_v3_large", "MobileNetV3-Large"),
-            "v3_small": ("mobilenet_v3_small", "MobileNetV3-Small")}
+from mnas.models import FAMILIES  # family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other resolutions
+
 V1_V2 = ("v1", "v2", "v2_res")
 SPEEDUP = 1.5  # check (b): at equal accuracy, at least this much faster than the V2 width curve
 COLUMNS = ["model", "family", "width", "resolution", "proxy_resolution", "latency_ms", "measured_ms", "macs", "params",

@@ -107,6 +107,29 @@ def mobilenet_v3_small(width: float = 1.0, resolution: int = 224, num_classes: i
 BASELINES = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2,
              "mobilenet_v3_large": mobilenet_v3_large, "mobilenet_v3_small": mobilenet_v3_small}
 
+# The published hand-designed variants a search is measured against, by family (mnas.compare's names): widths,
+# and for v2_res the deployment resolutions of MobileNetV2 1.0 (the papers' width and resolution multipliers).
+HAND_DESIGNS = {"v1": [0.25, 0.5, 0.75, 1.0], "v2": [0.35, 0.5, 0.75, 1.0, 1.4], "v2_res": [96, 128, 160, 192],
+                "v3_large": [0.5, 0.75, 1.0], "v3_small": [0.5, 0.75, 1.0]}
+FAMILIES = {"v1": ("mobilenet_v1", "MobileNetV1"), "v2": ("mobilenet_v2", "MobileNetV2"),
+            "v2_res": ("mobilenet_v2", "MobileNetV2"), "v3_large": ("mobilenet_v3_large", "MobileNetV3-Large"),
+            "v3_small": ("mobilenet_v3_small", "MobileNetV3-Small")}  # family -> (model name, label)
+
+
+def hand_designs(resolution: int = 224, num_classes: int = 1000) -> list[tuple[str, float, str, ArchConfig]]:
+    """(family, width or resolution, label, arch) of every HAND_DESIGNS variant at the deployment shape; the
+    resolution variants only below that shape's resolution."""
+    out = []
+    for family, values in HAND_DESIGNS.items():
+        name, label = FAMILIES[family]
+        for v in values:
+            if family == "v2_res":
+                if v < resolution:
+                        out.append((family, v, f"{label} 1.0 @{v}px", get_model(name, 1.0, v, num_classes)))
+            else:
+                out.append((family, v, f"{label} {v:g}", get_model(name, v, resolution, num_classes)))
+    return out
+
 
 def get_model(name: str, width: float = 1.0, resolution: int = 224, num_classes: int = 1000,
               in_chans: int = 3) -> ArchConfig:

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from mnas import report
 from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.models import BASELINES
+from mnas.models import BASELINES, hand_designs
 from mnas.space import Space
 from mnas.stats import count
 
@@ -149,6 +149,78 @@ def best_trial(study: optuna.Study, budget_ms: float):
     return max(ok, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["latency_ms"]), default=None)
 
 
+def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict]:
+    """Every published hand design (mnas.models.HAND_DESIGNS) within the budget at the space's deployment shape,
+    fastest first: its latency and MACs, whether it is a point of the space, and the search's estimate of it when
+    a trial scored it (an enqueued baseline)."""
+    done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
+    scored = dict(zip(done["arch"], done["accuracy"]))
+    rows = []
+    for family, v, label, arch in hand_designs(space.resolution, space.num_classes):
+        ms = float(latency_fn(arch))
+        if ms <= budget_ms:
+            rows.append(dict(model=label, family=family, variant=v, latency_ms=ms, macs=count(arch).macs,
+                             in_space=space.params_for(arch) is not None, accuracy=scored.get(arch.to_string())))
+    return sorted(rows, key=lambda r: r["latency_ms"])
+
+
+def recommend(best: dict, rivals: list[dict], space_name: str, device: str, out_dir: Path) -> dict:
+    """Which model to ship, by the search's own estimator: the find, or an in-budget hand design that the
+    estimator scored at least as high. Hand designs outside the space were not scored: they are named, with the
+    mnas.compare command that trains them beside the find, so a loss to one cannot pass silently."""
+    scored = [r for r in rivals if r["accuracy"] is not None]
+    unscored = [r for r in rivals if r["accuracy"] is None]
+    top = max(scored, key=lambda r: r["accuracy"], default=None)
+    out = {"ship": None, "margin_points": None, "against": None, "unscored": [r["model"] for r in unscored],
+           "check": None, "best_is_hand": bool(best.get("baseline"))}
+    if best.get("arch") is None:
+        out["ship"] = top["model"] if top is not None else None  # a scored hand design, else none yet
+    elif top is not None and top["accuracy"] >= best["accuracy"]:
+        out.update(ship=top["model"], margin_points=100 * (top["accuracy"] - best["accuracy"]), against="found")
+    else:
+        out["ship"] = "found"
+        if top is not None:
+            out.update(margin_points=100 * (best["accuracy"] - top["accuracy"]), against=top["model"])
+    if rivals:
+        variants = {}
+        for r in rivals:
+            variants.setdefault(r["family"], []).append(r["variant"])
+        listed = ", ".join(f"{f}: [{', '.join(f'{v:g}' for v in vs)}]" for f, vs in variants.items())
+        out["check"] = (f"python -m mnas.compare device={device} run={out_dir} recipe=medium max_steps=600 pruned=none "
+                        f"'families=[{','.join(variants)}]' 'variants={{{listed}}}'")
+    return out
+
+
+def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_name: str, device: str) -> str:
+    """The summary's closing lines: the hand designs that fit, which were scored, what to ship and how sure."""
+    if not rivals:
+        return f"no hand-designed MobileNet fits {budget_ms:g} ms on {device}: nothing to compare the find with"
+    lines = [f"hand designs within {budget_ms:g} ms ({device}, predicted at the deployment shape): " + ", ".join(
+        f"{r['model']} {r['latency_ms']:.2f} ms" + ("" if r["accuracy"] is None else f" ({100 * r['accuracy']:.2f}%)")
+        for r in rivals)]
+    if rec["ship"] == "found":
+        vs = "" if rec["against"] is None else \
+            f", {rec['margin_points']:+.2f} points over {rec['against']} by the same estimate (proxy val)"
+        lines.append(f"recommended: the find{vs}" + (", unverified against the hand designs below" if rec["unscored"]
+                                                      else ""))
+    elif rec["against"] == "found" and rec["best_is_hand"]:
+        lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher")
+    elif rec["against"] == "found":
+        lines.append(f"recommended: {rec['ship']}, a hand design: the estimator puts it {rec['margin_points']:.2f} "
+                     "points at or above the find")
+    elif rec["ship"] is not None:
+        lines.append(f"recommended: {rec['ship']}, a hand design (no searched arch fits the budget)")
+    else:
+        lines.append("recommended: none yet, no searched arch fits the budget; compare the hand designs:\n  "
+                     + rec["check"])
+        return "\n".join(lines)
+    if rec["unscored"]:
+        lines.append(f"not scored by this search (not points of the {space_name} space): {', '.join(rec['unscored'])}"
+                     "; the find is not shown to beat them. Before shipping, train them side by side (proxy test, "
+                     "3 seeds):\n  " + rec["check"])
+    return "\n".join(lines)
+
+
 def check_budget(space: Space, latency_fn, s: SearchSettings) -> float:
     """The fastest arch's latency; a hard budget below it is a UserError that says it."""
     fastest = float(latency_fn(space.extreme(largest=False)))
@@ -185,10 +257,11 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
         callbacks = [optuna.study.MaxTrialsCallback(s.n_trials)] if s.n_trials else []
         study.optimize(make_objective(space, latency_fn, estimate_fn, s), n_trials=remaining, timeout=s.timeout,
                        callbacks=callbacks, show_progress_bar=progress, gc_after_trial=True)
-    return write_results(study, space, s, out_dir, fastest, baselines, meta or {})
+    return write_results(study, space, s, out_dir, fastest, baselines, meta or {}, latency_fn)
 
 
-def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta) -> dict:
+def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta,
+                  latency_fn) -> dict:
     trials = report.trials_frame(study)
     trials.to_csv(out_dir / "trials.csv", index=False)
     best = best_trial(study, s.budget_ms)
@@ -200,6 +273,9 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
                       accuracy=a["accuracy"], trial=best.number, baseline=a.get("baseline"))
         arch = ArchConfig.from_string(a["arch"])
         result["arch_json"] = arch.to_dict()
+    device = meta.get("device", "?")
+    rivals = hand_rivals(space, latency_fn, s.budget_ms, trials)
+    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, space.name, device, out_dir))
     (out_dir / "best.json").write_text(json.dumps(result, indent=2))
     report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
                        title=f"search {space.name}: estimated accuracy (proxy) vs predicted latency "
@@ -207,6 +283,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
     print(report.summary_table(trials, s.budget_ms, best.number if best else None))
     if best is None:
         print(f"no completed trial fits {s.budget_ms:g} ms yet")
+    print(recommendation_text(result["recommendation"], rivals, s.budget_ms, space.name, device))
     return result
 
 
