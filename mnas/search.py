@@ -89,7 +89,7 @@ def recover_interrupted(study: optuna.Study) -> int:
     lost and no finished trial is repeated. Only for `resume=` (the user says that process is gone)."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "baseline"},
                             skip_if_exists=False)
         n += 1
