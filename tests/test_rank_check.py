@@ -75,6 +75,7 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
         return 0.25
     rank_check(archs, macs, macs, standalone, [0, 1], tmp_path / "out", known=known)
     new = [a for a in archs if a not in base]
+    assert [s for _, s in trained] == sorted(s for _, s in trained)  # seed-major: all first seeds come first
     assert sorted(map(str, trained)) == sorted(map(str, [(base[-1], 1)] + [(a, s) for a in new for s in (0, 1)]))
     df = pd.read_csv(tmp_path / "out" / "rank.csv").set_index("arch")
     assert df.at[base[1].to_string(), "standalone_seed1"] == pytest.approx(0.6)
@@ -177,3 +178,26 @@ def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path)
         load_standalone(tmp_path / "first", archs[:3], [0, 1])
     with pytest.raises(UserError, match="rank.csv"):
         load_standalone(tmp_path, archs, [0, 1])
+
+
+def test_score_only_and_a_summary_over_the_complete_archs(tiny_space, tmp_path):
+    """jobs=0 trains nothing; with fewer than 3 archs holding every seed there is no ranking yet (rank.csv kept),
+    once 3 do the summary covers exactly those; the lazy estimator is made on its first call only."""
+    from mnas.supernet.rank_check import Lazy
+
+    archs = spread_archs(tiny_space, 4, macs, pool=60)
+    calls = []
+    lazy = Lazy(lambda: calls.append(1) or macs)
+    assert calls == []
+    known = {(a.to_string(), s): (0.5 + 0.1 * i, 1.0) for i, a in enumerate(archs[:2]) for s in (0, 1)}
+
+    def never(arch, seed):
+        raise AssertionError("jobs=0 trained a stand-alone cell")
+    partial = rank_check(archs, macs, lazy, never, [0, 1], tmp_path, known=known, jobs=0)
+    assert partial == {"n": 2, "n_archs": 4} and calls == [1] and not (tmp_path / "summary.json").exists()
+    df = pd.read_csv(tmp_path / "rank.csv")
+    assert df["supernet_acc"].notna().all() and df["standalone_seed1"].isna().sum() == 2
+    known[(archs[2].to_string(), 0)] = known[(archs[2].to_string(), 1)] = (0.45, 1.0)
+    summary = rank_check(archs, macs, Lazy(lambda: never), never, [0, 1], tmp_path, known=known, jobs=0)
+    assert summary["n"] == 3 and summary["n_archs"] == 4  # the estimates were in rank.csv: no estimator made
+    assert json.loads((tmp_path / "summary.json").read_text())["n"] == 3

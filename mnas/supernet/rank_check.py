@@ -219,6 +219,19 @@ def plot(df: pd.DataFrame, summary: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+class Lazy:
+    """An estimator made on its first call: a resumed benchmark whose estimates are all in rank.csv loads (or
+    trains) no supernet."""
+
+    def __init__(self, make):
+        self.make, self.fn = make, None
+
+    def __call__(self, arch):
+        if self.fn is None:
+            self.fn = self.make()
+        return self.fn(arch)
+
+
 class Standalone:
     """standalone_fn for worker processes (picklable): loads the dataset once per process, trains on 1 thread."""
 
@@ -273,7 +286,10 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
             df.at[i, "supernet_acc"] = supernet_fn(arch)
             df.at[i, "supernet_s"] = time.perf_counter() - t0
             df.to_csv(path, index=False)
-    todo = [(i, s, c) for i in range(len(archs)) for s, c in zip(seeds, cols) if np.isnan(df.at[i, c])]
+    # seed-major: every arch's first seed before any second seed, so a benchmark cut short still ranks every arch
+    todo = [(i, s, c) for s, c in zip(seeds, cols) for i in range(len(archs)) if np.isnan(df.at[i, c])]
+    if jobs == 0:  # score only: the stand-alone cells come from `known` (or a later run), none is trained here
+        todo = []
     tasks = [((i, s, c), (standalone_fn, archs[i].to_string(), s)) for i, s, c in todo]
     for done, ((i, s, c), (acc, secs)) in enumerate(run_jobs(tasks, jobs, _timed), 1):
         df.at[i, c] = acc
@@ -284,7 +300,13 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     df["standalone_acc"] = df[cols].mean(axis=1)
     df["standalone_std"] = df[cols].std(axis=1).fillna(0.0)
     df.to_csv(path, index=False)
-    summary = summarize(df, seeds)
+    complete = df.dropna(subset=cols)
+    if len(complete) < 3:
+        print(f"{len(complete)} of {len(df)} archs have every seed's stand-alone accuracy: no ranking yet "
+              f"(rank.csv kept in {out_dir}; rerun to fill the rest)")
+        return {"n": len(complete), "n_archs": len(df)}
+    total, df = len(df), complete  # the summary and the plot cover the archs with every seed
+    summary = {**summarize(df, seeds), "n_archs": total}
     plain = {k: None if v != v else v for k, v in summary.items()}  # NaN (constant input) -> null
     (out_dir / "summary.json").write_text(json.dumps(plain, indent=2))
     plot(df, summary, out_dir / "rank.png", title)
@@ -350,7 +372,7 @@ def main(cfg):
     data_args = config_args(d, c["seed"])
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)
-    supernet = SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e)
+    supernet = Lazy(lambda: SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e))
     standalone_fn = Standalone(data_args, resolution, e.get("max_stride", 8), sa)
     out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
     ms = sorted(latency_fn(a) for a in archs)
