@@ -183,6 +183,9 @@ def test_same_seed_and_cached_supernet_give_the_same_search(space, digits, train
         runs.append((run_search(space, latency, est, s, tmp_path / name, progress=False),
                      pd.read_csv(tmp_path / name / "trials.csv")))
     (best_a, trials_a), (best_b, trials_b) = runs
+    for best, name in ((best_a, "a"), (best_b, "b")):  # the compare command names its own run directory
+        check = best["recommendation"].pop("check")
+        assert check is None or f"run={tmp_path / name} " in check
     assert best_a == best_b
     cols = ["arch", "accuracy", "latency_ms", "state"]
     pd.testing.assert_frame_equal(trials_a[cols], trials_b[cols])
