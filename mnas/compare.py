@@ -35,7 +35,7 @@ from mnas.compare_report import COLUMNS, FAMILIES, acceptance, machine, plot, re
 from mnas.errors import UserError
 from mnas.latency import predict
 from mnas.latency.table import load_device
-from mnas.models import build, get_model
+from mnas.models import build, variant
 from mnas.proxy import proxy_arch
 from mnas.stats import count
 from mnas.train import evaluate, fit
@@ -136,11 +136,11 @@ def variant_rows(variants: dict, resolution: int) -> list[dict]:
     for family, values in variants.items():
         if family not in FAMILIES:
             raise UserError(f"unknown family {family!r}: use {', '.join(FAMILIES)}")
-        name, label = FAMILIES[family]
+        label = FAMILIES[family][1]
         for v in values or []:
-            width, res = (1.0, int(v)) if family == "v2_res" else (float(v), resolution)
+            width, res, arch = variant(family, v, resolution)
             rows.append(dict(model=f"{label} {width}" + (f" r{res}" if family == "v2_res" else ""), family=family,
-                             width=width, resolution=res, arch=get_model(name, width, res)))
+                             width=width, resolution=res, arch=arch))
     return rows
 
 

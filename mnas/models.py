@@ -116,18 +116,23 @@ FAMILIES = {"v1": ("mobilenet_v1", "MobileNetV1"), "v2": ("mobilenet_v2", "Mobil
             "v3_small": ("mobilenet_v3_small", "MobileNetV3-Small")}  # family -> (model name, label)
 
 
+def variant(family: str, v: float, resolution: int = 224, num_classes: int = 1000) -> tuple[float, int, ArchConfig]:
+    """(width, resolution, arch) of one variant of a family: v is the width, or for v2_res the resolution of
+    MobileNetV2 1.0."""
+    width, res = (1.0, int(v)) if family == "v2_res" else (float(v), resolution)
+    return width, res, get_model(FAMILIES[family][0], width, res, num_classes)
+
+
 def hand_designs(resolution: int = 224, num_classes: int = 1000) -> list[tuple[str, float, str, ArchConfig]]:
     """(family, width or resolution, label, arch) of every HAND_DESIGNS variant at the deployment shape; the
     resolution variants only below that shape's resolution."""
     out = []
     for family, values in HAND_DESIGNS.items():
-        name, label = FAMILIES[family]
+        label = FAMILIES[family][1]
         for v in values:
-            if family == "v2_res":
-                if v < resolution:
-                        out.append((family, v, f"{label} 1.0 @{v}px", get_model(name, 1.0, v, num_classes)))
-            else:
-                out.append((family, v, f"{label} {v:g}", get_model(name, v, resolution, num_classes)))
+            if family != "v2_res" or v < resolution:
+                name = f"{label} 1.0 @{v}px" if family == "v2_res" else f"{label} {v:g}"
+                out.append((family, v, name, variant(family, v, resolution, num_classes)[2]))
     return out
 
 

@@ -96,17 +96,23 @@ def recover_interrupted(study: optuna.Study) -> int:
     return n
 
 
+def space_baselines(space: Space, widths=(0.75, 1.0, 1.25)) -> dict[ArchConfig, tuple[str, dict]]:
+    """The V3 baselines of these widths that are points of the space: arch -> (label, the space's parameters)."""
+    found = {}
+    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
+        for width in widths:
+            arch = BASELINES[name](width=width, resolution=space.resolution, num_classes=space.num_classes)
+            if (params := space.params_for(arch)) is not None:
+                found[arch] = (f"{name} x{width}", params)
+    return found
+
+
 def enqueue_baselines(study: optuna.Study, space: Space) -> list[str]:
     """The V3 baselines (widths 0.75/1.0/1.25) that the space can express, as the first trials."""
     names = []
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        for width in (0.75, 1.0, 1.25):
-            arch = BASELINES[name](width=width, resolution=space.resolution, num_classes=space.num_classes)
-            params = space.params_for(arch)
-            if params is not None:
-                label = f"{name} x{width}"
-                study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
-                names.append(label)
+    for label, params in space_baselines(space).values():
+        study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
+        names.append(label)
     return names
 
 
@@ -164,7 +170,7 @@ def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict
     return sorted(rows, key=lambda r: r["latency_ms"])
 
 
-def recommend(best: dict, rivals: list[dict], space_name: str, device: str, out_dir: Path) -> dict:
+def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path) -> dict:
     """Which model to ship, by the search's own estimator: the find, or an in-budget hand design that the
     estimator scored at least as high. Hand designs outside the space were not scored: they are named, with the
     mnas.compare command that trains them beside the find, so a loss to one cannot pass silently."""
@@ -275,7 +281,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         result["arch_json"] = arch.to_dict()
     device = meta.get("device", "?")
     rivals = hand_rivals(space, latency_fn, s.budget_ms, trials)
-    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, space.name, device, out_dir))
+    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir))
     (out_dir / "best.json").write_text(json.dumps(result, indent=2))
     report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
                        title=f"search {space.name}: estimated accuracy (proxy) vs predicted latency "

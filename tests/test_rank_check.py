@@ -135,7 +135,7 @@ def test_iso_window_and_the_hand_designs_inside_it():
     from mnas.errors import UserError
     from mnas.latency import predict
     from mnas.space import load_space
-    from mnas.supernet.rank_check import hand_designs, iso_window
+    from mnas.supernet.rank_check import iso_window, window_hand_designs
 
     assert iso_window(15, None) == pytest.approx((13.5, 16.5)) and iso_window(None, [1, 2]) == (1, 2)
     assert iso_window(None, None) is None
@@ -145,11 +145,11 @@ def test_iso_window_and_the_hand_designs_inside_it():
         iso_window(0, None)
     space = load_space("v3_small")
     pixel = lambda a: predict(a, "pixel")  # noqa: E731
-    everywhere = hand_designs(space, (0, 1000), pixel)
+    everywhere = window_hand_designs(space, (0, 1000), pixel)
     assert list(everywhere.values()) == ["mobilenet_v3_small x1.0"]  # the only V3 that v3_small expresses
     ms = pixel(next(iter(everywhere)))
-    assert hand_designs(space, (0.9 * ms, 1.1 * ms), pixel) == everywhere
-    assert hand_designs(space, (0.5 * ms, 0.9 * ms), pixel) == {}
+    assert window_hand_designs(space, (0.9 * ms, 1.1 * ms), pixel) == everywhere
+    assert window_hand_designs(space, (0.5 * ms, 0.9 * ms), pixel) == {}
 
 
 def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path):

@@ -78,16 +78,11 @@ def iso_window(iso_ms: float | None, window_ms) -> tuple[float, float] | None:
     return tuple(window_ms) if window_ms else None
 
 
-def hand_designs(space: Space, window: tuple[float, float], latency_fn) -> dict[ArchConfig, str]:
+def window_hand_designs(space: Space, window: tuple[float, float], latency_fn) -> dict[ArchConfig, str]:
     """The V3 hand designs (widths 0.5-1.25) that are points of the space and lie inside window, by name."""
-    from mnas.models import BASELINES
-    found = {}
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        for width in (0.5, 0.75, 1.0, 1.25):
-            arch = BASELINES[name](width=width, resolution=space.resolution, num_classes=space.num_classes)
-            if space.params_for(arch) is not None and window[0] <= latency_fn(arch) <= window[1]:
-                found[arch] = f"{name} x{width}"
-    return found
+    from mnas.search import space_baselines
+    return {arch: label for arch, (label, _) in space_baselines(space, (0.5, 0.75, 1.0, 1.25)).items()
+            if window[0] <= latency_fn(arch) <= window[1]}
 
 
 def window_archs(space: Space, n: int, latency_fn, macs_fn, window: tuple[float, float], pool: int = 2000,
@@ -287,9 +282,9 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
             df.at[i, "supernet_s"] = time.perf_counter() - t0
             df.to_csv(path, index=False)
     # seed-major: every arch's first seed before any second seed, so a benchmark cut short still ranks every arch
-    todo = [(i, s, c) for s, c in zip(seeds, cols) for i in range(len(archs)) if np.isnan(df.at[i, c])]
-    if jobs == 0:  # score only: the stand-alone cells come from `known` (or a later run), none is trained here
-        todo = []
+    # jobs=0 scores only: the stand-alone cells come from `known` (or a later run), none is trained here
+    todo = [] if jobs == 0 else [(i, s, c) for s, c in zip(seeds, cols) for i in range(len(archs))
+                                 if np.isnan(df.at[i, c])]
     tasks = [((i, s, c), (standalone_fn, archs[i].to_string(), s)) for i, s, c in todo]
     for done, ((i, s, c), (acc, secs)) in enumerate(run_jobs(tasks, jobs, _timed), 1):
         df.at[i, c] = acc
@@ -360,7 +355,7 @@ def main(cfg):
     elif window := iso_window(c.get("iso_ms"), c.get("window_ms")):
         res, stride = d.get("proxy_resolution", 32), e.get("max_stride", 8)
         macs_fn = lambda arch: count(proxy_arch(arch, 10, stride), res).macs  # noqa: E731
-        hand = hand_designs(space, window, latency_fn)
+        hand = window_hand_designs(space, window, latency_fn)
         picked = window_archs(space, c["n"], latency_fn, macs_fn, window, c["pool"], c["seed"])
         archs = sorted(dict.fromkeys([*picked, *hand]), key=macs_fn)
     else:
