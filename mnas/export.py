@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.models import build
-from mnas.proxy import proxy_arch
-from mnas.stats import count
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build
+from mnas.nn.proxy import proxy_arch
+from mnas.nn.stats import count
 from mnas.train import load_checkpoint, save_checkpoint
 
 FILES = {"json": "arch.json", "string": "arch.txt", "pt": "model.pt", "onnx": "model.onnx", "pte": "model.pte"}
@@ -64,7 +64,7 @@ def open_source(source) -> tuple[nn.Module, dict]:
     if isinstance(source, nn.Module):
         if not isinstance(getattr(source, "arch", None), ArchConfig):
             raise UserError(f"cannot export a {type(source).__name__} without an ArchConfig as .arch: "
-                            "build it with mnas.models.build(arch)")
+                            "build it with mnas.nn.models.build(arch)")
         return source.eval(), {"source": "model passed to export()", "weights": "as passed"}
     if isinstance(source, ArchConfig):
         return build(source).eval(), {"source": "ArchConfig", "weights": "untrained"}
@@ -90,7 +90,7 @@ def open_source(source) -> tuple[nn.Module, dict]:
     model = load_checkpoint(str(ckpt))
     if arch is None:
         return model, {"source": str(ckpt), "weights": "checkpoint"}
-    # Runs train the proxy variant (mnas.proxy: fewer early strides, the proxy task's classes); what ships is the
+    # Runs train the proxy variant (mnas.nn.proxy: fewer early strides, the proxy task's classes); what ships is the
     # deployment arch of the run (best.json / arch.json) with those weights: the parameter shapes are the same.
     deploy = build(arch.replace(num_classes=model.arch.num_classes, dropout=model.arch.dropout)).eval()
     try:
@@ -153,7 +153,7 @@ def export(model_or_source, out_dir, formats=("json", "string", "pt", "onnx"), p
 
     ONNX and .pte run at the arch's deployment shape (1, in_chans, resolution, resolution). With
     `proxy_resolution`, model_proxy.onnx is written as well, whatever the formats: the arch's proxy variant
-    (mnas.proxy: earliest strides set to 1) with the same weights, at that input size, i.e. the network as
+    (mnas.nn.proxy: earliest strides set to 1) with the same weights, at that input size, i.e. the network as
     trained and evaluated on the proxy task. Raises ExportCheckError (after writing the manifest) if an
     exported file's output differs from PyTorch's by more than `check_tol` (times the largest |output| when that
     exceeds 1: float32 rounding is relative)."""
@@ -205,7 +205,7 @@ def export(model_or_source, out_dir, formats=("json", "string", "pt", "onnx"), p
 def main(cfg) -> dict:
     """Hydra config (conf/export.yaml) -> a source and an output folder -> export()."""
     from mnas.cli import new_run_dir, to_plain
-    from mnas.models import get_model
+    from mnas.nn.models import get_model
     c = to_plain(cfg)
     formats = parse_formats(c["format"])
     if sum(bool(c.get(k)) for k in ("run", "model", "arch")) != 1:

@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnas.arch import ArchConfig
+import yaml
+
+from mnas.cli import CONF_DIR
 from mnas.errors import UserError
-from mnas.models import build
-from mnas.proxy import proxy_arch
+from mnas.nn.arch import ArchConfig
 from mnas.train import evaluate, fit, load_checkpoint, save_checkpoint
 
 
@@ -23,7 +24,7 @@ class PipelineSettings:
     finetune_steps: int = 300      # fine-tune of the best arch before pruning (inherited weights need little)
     lr: float = 0.02
     prune: str | None = "0.9x"     # extra speed-up target for NetAdapt after the budget (null = no pruning)
-    prune_scale: str = "quick"     # netadapt settings: quick | full (see conf/prune.yaml)
+    prune_scale: str = "quick"     # NetAdapt preset of conf/prune.yaml: quick | full | lean
     export: str | None = "json,string,pt,onnx"  # formats (null = no export)
     max_stride: int = 8
     resolution: int = 32
@@ -36,10 +37,7 @@ def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSetti
     path = run / "model.pt"
     if path.exists():
         return load_checkpoint(str(path))
-    if hasattr(estimator, "extract"):
-        model, source = estimator.extract(arch), "supernet"
-    else:
-        model, source = build(proxy_arch(arch, data.num_classes, p.max_stride)), "scratch"
+    model, source = estimator.start_model(arch), estimator.weights
     metrics = fit(model, data, epochs=None, max_steps=p.finetune_steps, batch_size=p.batch_size, lr=p.lr,
                   resolution=p.resolution, seed=p.seed, progress=progress)
     test_acc = evaluate(model, data.test, p.resolution)[0]
@@ -53,8 +51,8 @@ def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSetti
 def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: PipelineSettings, progress: bool = True):
     """Fine-tune -> prune -> export the best arch of the search in `run` (see the module doc)."""
     from mnas.export import export
-    from mnas.netadapt import Settings
-    from mnas.prune import run_prune
+    from mnas.prune.run import run_prune
+    from mnas.prune.settings import Settings
 
     best = json.loads((run / "best.json").read_text())
     if not best.get("arch"):
@@ -64,11 +62,10 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
     model = finetune_best(run, arch, estimator, data, p, progress)
     source = run
     if p.prune:
-        scales = {"quick": dict(finetune_steps=20, eval_images=500, delta=0.075, decay=0.9, batch_size=64),
-                  "full": dict(finetune_steps=300, eval_images=2000, delta=0.05, decay=0.96, batch_size=128)}
+        scales = yaml.safe_load((CONF_DIR / "prune.yaml").read_text())["scales"]  # mnas.prune's presets
         if p.prune_scale not in scales:
             raise UserError(f"pipeline.prune_scale={p.prune_scale!r} is invalid: use one of {', '.join(scales)}")
-        s = Settings(resolution=p.resolution, seed=p.seed, **scales[p.prune_scale])
+        s = Settings.from_config(scales[p.prune_scale], proxy_resolution=p.resolution, seed=p.seed)
         try:
             result = run_prune(arch, data, p.prune, latency_fn, run / "prune", s, checkpoint=str(run / "model.pt"),
                                init="checkpoint", final_steps=p.finetune_steps, max_stride=p.max_stride,

@@ -19,10 +19,10 @@ from torch import nn
 from tqdm import tqdm
 
 from mnas import data as datasets
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.models import build, get_model
-from mnas.proxy import proxy_arch
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build, get_model
+from mnas.nn.proxy import proxy_arch
 
 OPTIMIZERS = ("sgd", "rmsprop")
 COLUMNS = ["epoch", "train_loss", "val_acc", "val_loss", "lr", "img_per_s", "seconds"]
@@ -171,6 +171,19 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
             "seconds": time.perf_counter() - start, "steps": step, "epochs": rows}
 
 
+def train_from_scratch(arch: ArchConfig, data, max_stride: int = 8, seed: int = 0, test: bool = False,
+                       **fit_options) -> tuple[nn.Module, dict]:
+    """The proxy network of deployment `arch` (mnas.nn.proxy: data's classes, total stride <= max_stride), its
+    weights initialised from `seed`, trained from scratch by fit(seed=seed, **fit_options): (model, fit's metrics,
+    plus test_acc and test_loss on data.test when `test`). Every stand-alone training (train, the train estimator,
+    compare, proxy_check, prune's references) is this call."""
+    model = build(proxy_arch(arch, data.num_classes, max_stride), seed=seed)
+    metrics = fit(model, data, seed=seed, **fit_options)
+    if test:
+        metrics["test_acc"], metrics["test_loss"] = evaluate(model, data.test, fit_options.get("resolution", 32))
+    return model, metrics
+
+
 def save_checkpoint(path, model, metrics=None):
     """Weights, the ArchConfig as JSON and plain-type metrics: loadable with torch.load(path, weights_only=True).
     `path` may also be a binary file object (io.BytesIO: a network sent to another process as bytes)."""
@@ -221,7 +234,7 @@ def _reason(e: Exception, limit: int = 200) -> str:
 def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=32, data="fashion_mnist",
               data_root=None, val_size=0.1, train_subset=None, epochs=1, batch_size=128, lr=0.05, optimizer="sgd",
               threads=None, seed=0, max_steps=None, out_dir=None, progress=True, max_stride=8):
-    """Train baseline `model` on dataset `data` as its proxy variant (mnas.proxy: same layers, earliest strides set
+    """Train baseline `model` on dataset `data` as its proxy variant (mnas.nn.proxy: same layers, earliest strides set
     to 1 until the total stride is <= max_stride, trained at `proxy_resolution`); write config.yaml, metrics.csv,
     checkpoint.pt (the proxy network) and arch.json (the deployment arch, built for `resolution`) to out_dir
     (default runs/train/<timestamp>/). Returns the metrics."""
@@ -230,7 +243,6 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=
     check_args(epochs, batch_size, lr, optimizer, max_steps)
     ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset)
     deploy = get_model(model, width, resolution, num_classes=ds.num_classes)
-    net = build(proxy_arch(deploy, ds.num_classes, max_stride), seed=seed)
     if out_dir is None:
         from mnas.cli import new_run_dir  # runs/train/<YYYYmmdd-HHMMSS>, never an existing folder
         out_dir = new_run_dir("train")
@@ -240,9 +252,10 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=
     with open(os.path.join(out_dir, "metrics.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
-        metrics = fit(net, ds, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                      resolution=proxy_resolution, threads=threads, max_steps=max_steps, seed=seed,
-                      progress=progress, log=lambda row: (writer.writerow(row), f.flush()))
+        net, metrics = train_from_scratch(deploy, ds, max_stride, seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                                          optimizer=optimizer, resolution=proxy_resolution, threads=threads,
+                                          max_steps=max_steps, progress=progress,
+                                          log=lambda row: (writer.writerow(row), f.flush()))
     save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net, metrics)
     with open(os.path.join(out_dir, "arch.json"), "w") as f:
         f.write(deploy.to_json(indent=2))

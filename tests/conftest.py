@@ -1,7 +1,7 @@
 """Shared test fixtures: a tiny search space (two stages, 64x64 deployment) that tests load or write as YAML."""
 import pytest
 
-from mnas.space import load_space
+from mnas.nn.space import load_space
 
 TINY_SPACE = """
 name: tiny

@@ -1,8 +1,8 @@
 """ArchConfig/BlockConfig: validation, exact string and JSON round trips, unknown tokens rejected."""
 import pytest
 
-from mnas.arch import ArchConfig, BlockConfig, make_divisible
-from mnas.models import BASELINES, get_model
+from mnas.nn.arch import ArchConfig, BlockConfig, make_divisible
+from mnas.nn.models import BASELINES, get_model
 
 
 @pytest.mark.parametrize("name", list(BASELINES))

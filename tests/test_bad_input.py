@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mnas.latency.table import empty_table, load_device, new_meta, save_table
-from mnas.models import build, get_model
+from mnas.nn.models import build, get_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = "r224-in3-stem_k3_s2_c16_hswish-ir_k3_s1_e16_c16_relu_res-cls10_d0.2"
@@ -67,7 +67,7 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.export arch=" + ARCH.replace("ir_k3", "ir_k3_q5"), r"unknown or repeated token 'q5'"),
     ("mnas.export arch=" + ARCH.replace("c16_relu", "c99999_relu"), r"out=99999 is invalid"),
     ("mnas.prune target=-3ms", r"target .*positive"),
-    ("mnas.supernet.rank_check iso_ms=15 window_ms=[13,16]", r"iso_ms=<ms> .* or window_ms=\[lo, hi\], not both"),
+    ("mnas.bench.rank_check iso_ms=15 window_ms=[13,16]", r"iso_ms=<ms> .* or window_ms=\[lo, hi\], not both"),
 ]
 
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 import yaml
 
-import mnas.compare as compare
-from mnas.compare import Recipe, find_pruned, run_compare, scaled_proxy
-from mnas.compare_report import COLUMNS, check_budget, check_speedup, latency_at_accuracy, wins
+import mnas.compare.run as compare
+from mnas.compare.__main__ import main as compare_main
+from mnas.compare.report import COLUMNS, check_best_in_budget, check_speedup, latency_at_accuracy, wins
+from mnas.compare.run import Recipe, find_pruned, run_compare, scaled_proxy
 from mnas.errors import UserError
-from mnas.models import get_model
+from mnas.nn.models import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = Recipe(data="digits", val_size=0.05, test_images=50, max_steps=2, batch_size=16, bn_recalibration=False)
@@ -45,8 +46,8 @@ def prune_run(path, search):
 
 def test_outputs_and_cache(tmp_path, monkeypatch):
     trainings = []
-    real_fit = compare.fit
-    monkeypatch.setattr(compare, "fit", lambda *a, **k: trainings.append(1) or real_fit(*a, **k))
+    real_train = compare.train_from_scratch
+    monkeypatch.setattr(compare, "train_from_scratch", lambda *a, **k: trainings.append(1) or real_train(*a, **k))
     run, pruned = search_run(tmp_path / "search"), prune_run(tmp_path / "prune", tmp_path / "search")
     kw = dict(device="pixel", recipe=RECIPE, variants=VARIANTS, seeds=2, budget_ms=8.0, run=run, pruned=pruned,
               resolution=64, cache_dir=tmp_path / "cache", progress=False,
@@ -104,12 +105,12 @@ def test_acceptance_checks():
                ("MobileNetV2 1.0", "v2", 20.0, 0.84, 0.005), ("MobileNetV3-Small 1.0", "v3_small", 7.0, 0.90, 0.01),
                ("found", "found", 9.0, 0.79, 0.005), ("pruned", "pruned", 9.5, 0.745, 0.005)])
     found, pruned = t.iloc[4], t.iloc[5]
-    assert check_budget(t, found, 10.0, "latency_ms")[0] == "PASS"  # V3 is not a V1/V2 variant
-    result, detail = check_budget(t, pruned, 10.0, "latency_ms")  # 0.745 vs 0.74: within the spread
+    assert check_best_in_budget(t, found, 10.0, "latency_ms")[0] == "PASS"  # V3 is not a V1/V2 variant
+    result, detail = check_best_in_budget(t, pruned, 10.0, "latency_ms")  # 0.745 vs 0.74: within the spread
     assert result == "FAIL" and "MobileNetV2 0.35" in detail and "MobileNetV1" not in detail
-    assert check_budget(t, found, 8.5, "latency_ms")[0] == "FAIL"  # found itself is over the budget
-    assert check_budget(t, found, None, "latency_ms")[0] == "n.a."
-    assert check_budget(t.drop(index=[0, 1]), found, 10.0, "latency_ms")[0] == "n.a."  # no V1/V2 fits
+    assert check_best_in_budget(t, found, 8.5, "latency_ms")[0] == "FAIL"  # found itself is over the budget
+    assert check_best_in_budget(t, found, None, "latency_ms")[0] == "n.a."
+    assert check_best_in_budget(t.drop(index=[0, 1]), found, 10.0, "latency_ms")[0] == "n.a."  # no V1/V2 fits
     result, detail = check_speedup(t, found, "latency_ms")  # curve: 0.79 at 14 ms -> 14 / 9 = 1.56x
     assert result == "PASS" and "1.56x" in detail
     assert check_speedup(t, pruned, "latency_ms")[0] == "FAIL"  # 0.745 at 8.6 ms -> 0.91x
@@ -182,7 +183,7 @@ def test_main_fills_the_recipe_and_takes_the_runs_budget(tmp_path):
                                   "val_size=0.05",
                                   "bn_recalibration=false", "resolution=64", "pruned=none",
                                   f"cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'out'}"])
-    result = compare.main(cfg)
+    result = compare_main(cfg)
     assert list(result["table"].model) == ["MobileNetV2 0.35", "found"] and result["trained"] == 4
     saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
     assert saved["train_subset"] == 2000 and saved["epochs"] == 1 and saved["val_size"] == 0.05  # quick's, then ours

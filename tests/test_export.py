@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 import mnas
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.export import ExportCheckError, export, main, parse_formats
-from mnas.models import BASELINES, build, get_model
-from mnas.space import load_space
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import BASELINES, build, get_model
+from mnas.nn.space import load_space
 from mnas.train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,7 +198,7 @@ def test_cli_main_on_a_train_run(tmp_path, capsys):
 
 def test_proxy_trained_run_exports_its_deployment_arch(tmp_path):
     """A run trains the proxy variant (fewer early strides); the export is the deployment arch with its weights."""
-    from mnas.proxy import proxy_arch
+    from mnas.nn.proxy import proxy_arch
     deploy = get_model("mobilenet_v3_small", 0.5, 64, num_classes=10)
     trained = build(proxy_arch(deploy, 10))
     run = tmp_path / "run"

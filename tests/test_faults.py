@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnas.latency.ops import KEY_COLUMNS, arch_ops
 from mnas.latency.table import read_table
-from mnas.models import BASELINES
-from mnas.space import load_space
+from mnas.nn.models import BASELINES
+from mnas.nn.ops import KEY_COLUMNS, arch_ops
+from mnas.nn.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = """
@@ -100,8 +100,8 @@ def test_prune_sigkill_then_resume_is_exact(tmp_path):
 
 WRITER = """
 import sys
-from mnas.arch import ArchConfig
-from mnas.latency.ops import arch_ops
+from mnas.nn.arch import ArchConfig
+from mnas.nn.ops import arch_ops
 from mnas.latency.predict import measure_missing
 arch = ArchConfig.from_string(sys.argv[2])
 measure_missing("cpu", arch_ops(arch), sys.argv[1], repeats=20, warmup=1, chunk=1)

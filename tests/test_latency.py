@@ -9,15 +9,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mnas.arch import ArchConfig, BlockConfig
 from mnas.errors import UserError
 from mnas.latency import measure_arch, predict, profile_ops
 from mnas.latency import profile as profile_mod
 from mnas.latency.fidelity import run_fidelity, summarize
-from mnas.latency.ops import KEY_COLUMNS, arch_ops
 from mnas.latency.predict import build_table, calibrate, fit_calibration, measure_missing
-from mnas.latency.table import (COLUMNS, ROOT, append_rows, empty_table, load_device, load_table, lookup,
-                                ms_by_key, new_meta, read_table, save_table)
+from mnas.latency.table import (
+    COLUMNS,
+    ROOT,
+    append_rows,
+    empty_table,
+    load_device,
+    load_table,
+    lookup,
+    ms_by_key,
+    new_meta,
+    read_table,
+    save_table,
+)
+from mnas.nn.arch import ArchConfig, BlockConfig
+from mnas.nn.ops import KEY_COLUMNS, arch_ops
 
 FAST = dict(repeats=3, warmup=1, chunk=2, progress=False)
 

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.latency import bundle, pixel, table
-from mnas.latency.ops import arch_ops
 from mnas.latency.predict import predict
-from mnas.models import get_model
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import get_model
+from mnas.nn.ops import arch_ops
 
 NETS = [ArchConfig.from_string("r32-in3-stem_k3_s2_c8_relu6-ir_k3_s2_e16_c8_relu6-cls10_d0.0"),
         ArchConfig.from_string("r32-in3-stem_k3_s2_c8_hswish-ds_k5_s1_c8_se8_hswish_res-head_k1_s1_c16_hswish-"

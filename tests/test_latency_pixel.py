@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mnas.latency import pixel
-from mnas.latency.ops import OpKey, arch_ops
-from mnas.models import get_model
+from mnas.nn.models import get_model
+from mnas.nn.ops import OpKey, arch_ops
 
 IR = OpKey("ir", 28, 40, 240, 80, 5, 1, 0, "relu6", False, False)
 OPS = [OpKey("stem", 224, 3, 0, 16, 3, 2, 0, "hswish", False, False),

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.models import BASELINES, build, get_model
-from mnas.stats import count
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import BASELINES, build, get_model
+from mnas.nn.stats import count
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "published.csv"
 WIDTHS = [0.35, 0.5, 1.0, 1.4]

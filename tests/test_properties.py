@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnas.arch import ACTIVATIONS, ArchConfig, BlockConfig
 from mnas.cli import MAX_MS, parse_ms
 from mnas.errors import UserError
+from mnas.nn.arch import ACTIVATIONS, ArchConfig, BlockConfig
 
 CHANNELS = st.integers(1, 2048)
 

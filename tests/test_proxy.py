@@ -1,5 +1,5 @@
-"""Tests for the proxy task: cluttered Fashion-MNIST generation (mnas.proxy_data) and the ranking benchmark
-(mnas.proxy_check) on digits with a tiny search space."""
+"""Tests for the proxy task: cluttered Fashion-MNIST generation (mnas.data.cluttered) and the ranking benchmark
+(mnas.bench.proxy_check) on digits with a tiny search space."""
 import csv
 import gzip
 import struct
@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mnas import data, proxy_check
+from mnas import data
+from mnas.bench import proxy_check
+from mnas.data.cluttered import clutter, load_fmnist_cluttered
 from mnas.errors import UserError
-from mnas.proxy_data import clutter, load_fmnist_cluttered
 
 LEVELS = np.arange(1, 11, dtype=np.uint8) * 20  # class c is a 28x28 item of constant brightness LEVELS[c]
 
@@ -108,8 +109,8 @@ head: {out: 32, act: relu}
 
 
 def test_pick_archs_spreads_over_the_space(tmp_path):
-    from mnas.space import load_space
-    from mnas.stats import count
+    from mnas.nn.space import load_space
+    from mnas.nn.stats import count
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SPACE)
     space = load_space(str(path))

@@ -14,15 +14,25 @@ import pytest
 import torch
 
 from mnas import data as datasets
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.models import build, get_model
-from mnas.netadapt import (Settings, arch_of, channels, checkpoint_path, minimal_arch, netadapt, prune_unit,
-                           read_history, smallest_keep, units)
-from mnas.prune import path_label, run_prune
-from mnas.proxy import proxy_arch
-from mnas.space import load_space
-from mnas.stats import count
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build, get_model
+from mnas.nn.proxy import proxy_arch
+from mnas.nn.space import load_space
+from mnas.nn.stats import count
+from mnas.prune.netadapt import (
+    arch_of,
+    channels,
+    checkpoint_path,
+    minimal_arch,
+    netadapt,
+    prune_unit,
+    read_history,
+    smallest_keep,
+    units,
+)
+from mnas.prune.run import path_label, run_prune
+from mnas.prune.settings import Settings
 from mnas.train import evaluate, load_checkpoint
 
 ARCHS = {"mobilenet_v1": get_model("mobilenet_v1", 0.25, 64), "mobilenet_v2": get_model("mobilenet_v2", 0.35, 64),
@@ -129,7 +139,7 @@ def test_proposals_scored_without_finetune_then_chosen_one_finetuned(digits, tmp
     one, whose accuracy (after that fine-tune) is the history's and the next iteration's reference."""
     deploy = ARCHS["mobilenet_v2"]
     digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
-    s = Settings(delta=0.2, resolution=16, chosen_steps=3, **dict(FAST, finetune_steps=0, bn_recalibration=True))
+    s = Settings(delta=0.2, proxy_resolution=16, chosen_steps=3, **dict(FAST, finetune_steps=0, bn_recalibration=True))
     result = run_prune(deploy, digits, "0.8x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
                        device="stand-in", progress=False)
     assert result["reached"] and result["total_steps"] == 2 + result["iterations"] * 3 + 1
@@ -141,7 +151,7 @@ def test_proposals_scored_without_finetune_then_chosen_one_finetuned(digits, tmp
         assert row["unit"] == chosen.loc[row["iteration"], "unit"]
         assert evaluate(model, digits.val, 16)[0] == pytest.approx(row["val_acc"])  # saved after its fine-tune
     pruned = load_checkpoint(checkpoint_path(tmp_path, 1))
-    scored = Settings(resolution=16, **dict(FAST, bn_recalibration=True)).score(pruned, digits, 0, seed=0)
+    scored = Settings(proxy_resolution=16, **dict(FAST, bn_recalibration=True)).score(pruned, digits, 0, seed=0)
     assert 0 <= scored <= 1
     with pytest.raises(UserError, match="chosen_steps=-1"):
         Settings(chosen_steps=-1).check()
@@ -154,7 +164,7 @@ def test_jobs_score_proposals_in_workers_with_the_same_choices(digits, tmp_path)
     digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)))
     runs = {}
     for jobs in (1, 2):
-        s = Settings(delta=0.03, max_iterations=1, jobs=jobs, resolution=16, **FAST)
+        s = Settings(delta=0.03, max_iterations=1, jobs=jobs, proxy_resolution=16, **FAST)
         torch.manual_seed(0)
         model, _, _ = netadapt(build(proxy_arch(deploy, 10)), deploy, digits, 0.2 * mac_latency(deploy),
                                mac_latency, tmp_path / str(jobs), s, progress=False)
@@ -216,7 +226,7 @@ def test_cli_bad_target_is_one_line_exit_2():
 def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     deploy = ARCHS["mobilenet_v2"]
     digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
-    s = Settings(delta=0.2, resolution=16, **FAST)
+    s = Settings(delta=0.2, proxy_resolution=16, **FAST)
     result = run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
                        compare=("mobilenet_v2", 0.35), device="stand-in", progress=False)
     arch = ArchConfig.from_json((tmp_path / "arch.json").read_text())

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
+from mnas.bench.rank_check import Standalone, rank_check, spread_archs, variant
 from mnas.data import load
-from mnas.stats import count
-from mnas.supernet.rank_check import Standalone, rank_check, spread_archs, variant
+from mnas.nn.stats import count
 
 
 def macs(arch):
@@ -44,8 +44,8 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
     archs inside the reference's latency range, and a reference made on other data is refused in one line."""
     import yaml
 
+    from mnas.bench.rank_check import check_reference, fill_gaps, load_reference
     from mnas.errors import UserError
-    from mnas.supernet.rank_check import check_reference, fill_gaps, load_reference
 
     base = spread_archs(tiny_space, 3, macs, pool=60)
     archs = fill_gaps(tiny_space, base, 2, macs, pool=60)
@@ -85,8 +85,8 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
 
 def test_fill_gaps_within_a_latency_range(tiny_space):
     """fill_ms=[lo, hi]: the added archs lie inside that range and split its widest gaps; a bad range is one line."""
+    from mnas.bench.rank_check import fill_gaps
     from mnas.errors import UserError
-    from mnas.supernet.rank_check import fill_gaps
 
     base = spread_archs(tiny_space, 3, macs, pool=60)
     lo, hi = macs(base[0]), macs(base[1])
@@ -110,8 +110,8 @@ def test_plot_title_names_the_supernet_rule_and_fine_tune():
 def test_window_archs_share_a_latency_window_and_spread_over_macs(tiny_space):
     """window_ms=[lo, hi]: every arch lies inside the window, they are sorted and spread over MACs (the fewest and
     most of the window are both picked), and a window too narrow or reversed is one line."""
+    from mnas.bench.rank_check import window_archs
     from mnas.errors import UserError
-    from mnas.supernet.rank_check import window_archs
 
     params = lambda a: count(a).params / 1e3  # noqa: E731  # a 'latency' that is not MACs
     everything = spread_archs(tiny_space, 10, params, pool=200)
@@ -132,10 +132,10 @@ def test_window_archs_share_a_latency_window_and_spread_over_macs(tiny_space):
 def test_iso_window_and_the_hand_designs_inside_it():
     """iso_ms=15 is the +-10% window 13.5-16.5 ms; both iso_ms and window_ms, or a latency <= 0, is one line; the
     space's expressible V3 hand designs are found by name, and only when their latency lies in the window."""
+    from mnas.bench.rank_check import iso_window, window_hand_designs
     from mnas.errors import UserError
     from mnas.latency import predict
-    from mnas.space import load_space
-    from mnas.supernet.rank_check import iso_window, window_hand_designs
+    from mnas.nn.space import load_space
 
     assert iso_window(15, None) == pytest.approx((13.5, 16.5)) and iso_window(None, [1, 2]) == (1, 2)
     assert iso_window(None, None) is None
@@ -155,8 +155,8 @@ def test_iso_window_and_the_hand_designs_inside_it():
 def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path):
     """standalone_from: a second estimator setting on the same archs trains nothing again and keeps the first
     run's accuracies; a run of other archs, or a folder without rank.csv, is refused in one line."""
+    from mnas.bench.rank_check import load_standalone
     from mnas.errors import UserError
-    from mnas.supernet.rank_check import load_standalone
 
     archs = spread_archs(tiny_space, 4, macs, pool=60)
     accs = {(a, s): 0.5 + 0.1 * i + 0.01 * s for i, a in enumerate(archs) for s in (0, 1)}
@@ -183,7 +183,7 @@ def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path)
 def test_score_only_and_a_summary_over_the_complete_archs(tiny_space, tmp_path):
     """jobs=0 trains nothing; with fewer than 3 archs holding every seed there is no ranking yet (rank.csv kept),
     once 3 do the summary covers exactly those; the lazy estimator is made on its first call only."""
-    from mnas.supernet.rank_check import Lazy
+    from mnas.bench.rank_check import Lazy
 
     archs = spread_archs(tiny_space, 4, macs, pool=60)
     calls = []

@@ -8,11 +8,9 @@ import pytest
 from mnas.cli import parse_ms
 from mnas.data import load
 from mnas.errors import UserError
-from mnas.estimate import TrainEstimator
-from mnas.search import SearchSettings, open_study, run_search
-from mnas.stats import count
-
-
+from mnas.nn.stats import count
+from mnas.search.estimators import TrainEstimator
+from mnas.search.study import SearchSettings, open_study, run_search
 
 
 def mac_latency(arch):
@@ -100,7 +98,7 @@ def test_two_workers_share_one_journal(tmp_path, space, estimator):
 
 
 def test_pipeline_finetunes_prunes_and_exports_the_best_arch(tmp_path, space, estimator):
-    from mnas.arch import ArchConfig
+    from mnas.nn.arch import ArchConfig
     from mnas.pipeline import PipelineSettings, run_pipeline
     s = SearchSettings(budget_ms=100, sampler="random", n_trials=3)
     best = run_search(space, mac_latency, estimator, s, tmp_path, progress=False)
@@ -121,9 +119,9 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     import yaml
 
     from mnas.latency import predict
-    from mnas.models import get_model
-    from mnas.search import hand_rivals, recommend, recommendation_text
-    from mnas.space import load_space
+    from mnas.nn.models import get_model
+    from mnas.nn.space import load_space
+    from mnas.search.study import hand_rivals, recommend, recommendation_text
 
     space, pixel = load_space("v3_small"), lambda a: predict(a, "pixel")  # noqa: E731
     v3s = get_model("mobilenet_v3_small", 1.0).to_string()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import pytest
 import postgres
+import pytest
 from conftest import TINY_SPACE
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,14 +3,12 @@ import random
 
 import optuna
 import pytest
+from conftest import TINY_SPACE
 
 from mnas.errors import UserError
-from mnas.latency.ops import arch_ops
-from mnas.models import get_model
-from conftest import TINY_SPACE
-from mnas.space import available_spaces, load_space
-
-
+from mnas.nn.models import get_model
+from mnas.nn.ops import arch_ops
+from mnas.nn.space import available_spaces, load_space
 
 
 @pytest.fixture
@@ -58,7 +56,7 @@ def test_ops_cover_the_space_exactly(tiny):
 
 
 def test_extremes_and_size(tiny):
-    from mnas.stats import count
+    from mnas.nn.stats import count
     assert count(tiny.extreme(True)).macs > count(tiny.extreme(False)).macs
     assert tiny.size == 2 * (16 + 16 ** 2) * 2 * (16 + 16 ** 2)
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from mnas.data import load
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.estimate import make_estimator
-from mnas.models import build, get_model
-from mnas.search import SearchSettings, run_search
-from mnas.space import load_space
-from mnas.stats import count
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build, get_model
+from mnas.nn.space import load_space
+from mnas.nn.stats import count
+from mnas.search.estimators import make_estimator
+from mnas.search.study import SearchSettings, run_search
 from mnas.supernet import Supernet, SupernetSettings, train_supernet
 from mnas.supernet.train import cache_dir
 

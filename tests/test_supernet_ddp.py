@@ -7,10 +7,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mnas.data import Split, load
-from mnas.space import load_space
+from mnas.data import load
+from mnas.data.sets import Split
+from mnas.nn.space import load_space
 from mnas.supernet import Supernet, SupernetSettings, train_supernet
-from mnas.supernet.train import _shard, load_checkpoint
+from mnas.supernet.train import _shard, load_state
 
 TINY = """
 name: tiny
@@ -59,7 +60,7 @@ def test_two_gloo_ranks_stay_in_sync(tmp_path):
     torch.manual_seed(SETTINGS.seed)
     init = Supernet(load_space(str(space_path)), 10).state_dict()
     assert not init["classifier.fc.weight"].equal(r0["state"]["classifier.fc.weight"])  # it trained
-    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    ck = load_state(tmp_path / "checkpoint.pt")
     assert ck["world"] == 2 and ck["step"] == 3 and len(ck["rng"]) == 2
     ids = Split(torch.zeros(11, 1, 1, 1, dtype=torch.uint8), torch.arange(11))
     shards = [set(_shard(ids, r, 2, seed=0).labels.tolist()) for r in (0, 1)]

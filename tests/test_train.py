@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from mnas import data, train
-from mnas.arch import ArchConfig
-from mnas.proxy import proxy_arch
 from mnas.errors import UserError
-from mnas.models import build, get_model
-from mnas.netadapt import Settings
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build, get_model
+from mnas.nn.proxy import proxy_arch
+from mnas.prune.settings import Settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,10 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnas.errors import UserError, one_line_errors
 from mnas.latency.fidelity import run_fidelity
-from mnas.latency.ops import arch_ops
 from mnas.latency.predict import build_table
 from mnas.latency.table import load_device, table_path
-from mnas.models import BASELINES, get_model
+from mnas.nn.models import BASELINES, get_model
+from mnas.nn.ops import arch_ops
 
 
 def _device() -> str:
@@ -30,7 +30,7 @@ def build(cfg: DictConfig) -> None:
         keys = arch_ops(get_model(cfg.model, resolution=cfg.resolution, num_classes=cfg.num_classes))
         res, classes, extra = cfg.resolution, cfg.num_classes, []
     else:
-        from mnas.space import load_space
+        from mnas.nn.space import load_space
         space = load_space(cfg.space.name)
         keys = sorted(space.ops(), key=lambda k: k.astuple())
         res, classes, rng = space.resolution, space.num_classes, random.Random(f"calibrate{cfg.seed}")
@@ -77,7 +77,7 @@ def main() -> None:
         if key == "device":
             load_device(value)
         elif key == "space":
-            from mnas.space import load_space
+            from mnas.nn.space import load_space
             load_space(value)
     sys.argv[1:] = [f"verb={args[0]}", *args[1:]]
     _run()

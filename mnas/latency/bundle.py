@@ -25,13 +25,13 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
 from mnas.latency import table
-from mnas.latency.ops import KEY_COLUMNS, OpKey, arch_ops
 from mnas.latency.predict import fit_calibration
 from mnas.latency.profile import op_module
-from mnas.models import BASELINES, build, get_model
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import BASELINES, build, get_model
+from mnas.nn.ops import KEY_COLUMNS, OpKey, arch_ops
 
 RUNTIMES = {".onnx": "onnxruntime", ".tflite": "tflite"}
 SCRIPT = r"""#!/bin/sh
@@ -235,7 +235,7 @@ def export_cmd(cfg: dict) -> Path:
         keys = arch_ops(get_model(cfg["model"], resolution=cfg["resolution"], num_classes=cfg["num_classes"]))
         res, classes = cfg["resolution"], cfg["num_classes"]
     else:
-        from mnas.space import load_space
+        from mnas.nn.space import load_space
         space = load_space(cfg["space"]["name"] if isinstance(cfg["space"], dict) else cfg["space"])
         keys, res, classes = sorted(space.ops(), key=OpKey.astuple), space.resolution, space.num_classes
     out = export_bundle(phone, keys, cfg.get("path") or table.ROOT / "runs" / "bundles" / phone,

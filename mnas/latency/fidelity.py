@@ -17,10 +17,10 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from mnas.errors import UserError
-from mnas.latency.ops import arch_ops
 from mnas.latency.predict import measure_missing, predict
 from mnas.latency.profile import measure_archs
 from mnas.latency.table import ROOT, load_device
+from mnas.nn.ops import arch_ops
 
 
 def summarize(predicted, measured) -> dict:
@@ -55,7 +55,7 @@ def plot(df: pd.DataFrame, path: Path, title: str) -> None:
 
 def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progress: bool, path=None) -> pd.DataFrame:
     """n random archs of `space`: predicted (ops measured first where missing) and measured here, end to end."""
-    from mnas.space import load_space
+    from mnas.nn.space import load_space
     cfg = load_device(device)
     sp = load_space(space)
     rng = random.Random(seed)

@@ -20,9 +20,9 @@ import pandas as pd
 from scipy.optimize import nnls
 from scipy.stats import kendalltau
 
-from mnas.latency.ops import KEY_COLUMNS, OpKey, arch_ops
 from mnas.latency.table import append_rows, empty_table
-from mnas.models import get_model
+from mnas.nn.models import get_model
+from mnas.nn.ops import KEY_COLUMNS, OpKey, arch_ops
 
 DATA = Path(__file__).with_name("pixel_data")
 TERMS = {  # coefficient name: what its feature counts (millions, except n_ops); every coefficient is >= 0

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+
 import numpy as np
 
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.latency.ops import arch_ops
 from mnas.latency.profile import measure_archs, profile_ops, runtime_version
-from mnas.latency.table import (append_rows, empty_table, load_device, load_table, locked, missing_key_error,
-                                ms_by_key, new_meta, save_table, table_path)
+from mnas.latency.table import (
+    append_rows,
+    empty_table,
+    load_device,
+    load_table,
+    locked,
+    missing_key_error,
+    ms_by_key,
+    new_meta,
+    save_table,
+    table_path,
+)
+from mnas.nn.arch import ArchConfig
+from mnas.nn.ops import arch_ops
 
 _CACHE: dict[Path, tuple[int, object, dict]] = {}  # table path -> (mtime, DataFrame, {key tuple: ms})
 

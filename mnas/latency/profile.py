@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from mnas.arch import ArchConfig, BlockConfig
-from mnas.blocks import Classifier, build_block
 from mnas.errors import UserError
-from mnas.latency.ops import KEY_COLUMNS, OpKey
-from mnas.models import build
+from mnas.nn.arch import ArchConfig, BlockConfig
+from mnas.nn.blocks import Classifier, build_block
+from mnas.nn.models import build
+from mnas.nn.ops import KEY_COLUMNS, OpKey
 
 RUNTIMES = ("onnxruntime", "torch")
 STATS = {"min": lambda t: t.min(axis=1), "median": lambda t: np.median(t, axis=1)}

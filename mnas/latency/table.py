@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from mnas.errors import UserError
-from mnas.latency.ops import KEY_COLUMNS, OpKey
+from mnas.nn.ops import KEY_COLUMNS, OpKey
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES_DIR = ROOT / "conf" / "device"

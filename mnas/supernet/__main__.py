@@ -6,8 +6,9 @@ import torch
 import torch.distributed as dist
 
 from mnas.data import config_args, load
-from mnas.space import load_space
-from mnas.supernet.evaluate import FINETUNE_KEYS, SupernetEstimator, settings_from
+from mnas.nn.space import load_space
+from mnas.search.estimators import SupernetEstimator
+from mnas.supernet.evaluate import FINETUNE_KEYS, settings_from
 from mnas.supernet.train import cache_dir, train_supernet
 
 TOP_LEVEL = ("epochs", "batch_size", "lr", "n_random", "max_stride", "threads", "cache_dir")

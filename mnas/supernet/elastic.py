@@ -1,5 +1,5 @@
 """The weight-sharing supernet of a search space: elastic layers that slice the largest weights, any arch of the
-space as a sub-network (`set_active(arch)`), and `extract(arch)` to an ordinary `mnas.models.build` model.
+space as a sub-network (`set_active(arch)`), and `extract(arch)` to an ordinary `mnas.nn.models.build` model.
 
 Every dimension the space searches is a slice of the largest tensors (Once-for-All, Cai et al. 2020):
   depth      the first d blocks of each stage run;
@@ -10,7 +10,7 @@ Every dimension the space searches is a slice of the largest tensors (Once-for-A
              (a k*k x k*k matrix, identity at start; 7 -> 5 -> 3 in turn, as OFA does);
   SE         on/off; the squeeze slices to the first make_divisible(channels / 4) units;
   activation relu / relu6 / hswish per block (no weights).
-The supernet is built for the proxy task (mnas.proxy): its strides are those proxy_arch gives the space's largest
+The supernet is built for the proxy task (mnas.nn.proxy): its strides are those proxy_arch gives the space's largest
 arch, which every arch of the space shares (the rule only ever changes the stem's and stages' first strides).
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnas.arch import ArchConfig, make_divisible
-from mnas.blocks import Classifier, build_block, make_act
 from mnas.errors import UserError
-from mnas.models import init_weights, build
-from mnas.proxy import proxy_arch
-from mnas.space import Space, make_block
+from mnas.nn.arch import ArchConfig, make_divisible
+from mnas.nn.blocks import Classifier, build_block, make_act
+from mnas.nn.models import build, init_weights
+from mnas.nn.proxy import proxy_arch
+from mnas.nn.space import Space, make_block
 
 ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish}
 # An extracted depthwise-separable block's modules and the elastic block's modules they are sliced from.
@@ -132,7 +132,7 @@ class ElasticHead(nn.Module):
 
 class Supernet(nn.Module):
     """All archs of `space` in one network, for a proxy task with `num_classes` classes. Structure mirrors
-    mnas.models.MobileNet (stem, blocks, head, classifier), with max(depth) block positions per stage."""
+    mnas.nn.models.MobileNet (stem, blocks, head, classifier), with max(depth) block positions per stage."""
 
     def __init__(self, space: Space, num_classes: int, max_stride: int = 8, in_chans: int = 3):
         super().__init__()

@@ -1,16 +1,5 @@
-"""`estimator=supernet`: a candidate's accuracy is its sub-network's, with BatchNorm statistics re-estimated.
-
-The supernet is trained once per (space, data, settings) and cached (mnas.supernet.train); afterwards a
-candidate costs an extraction (a copy of sliced weights), ~1000 training images through the network to
-re-estimate BatchNorm's running mean/var (during training they averaged over every sub-network, so they fit
-none), and a pass over a fixed, seeded subset of the validation split (`val_images`: fewer is faster and
-noisier; the same images for every candidate).
-
-`finetune_steps` > 0 trains each candidate's extracted sub-network that many SGD steps (seeded, the same batches
-for every candidate; peak lr `finetune_lr`, cosine) before BatchNorm re-estimation and scoring: the short
-fine-tune of inherited weights that one-shot NAS studies use to make weight-sharing estimates rank more like
-stand-alone training, at the cost of those steps per candidate. The supernet's own weights are not touched.
-"""
+"""Scoring helpers of the supernet estimator (mnas.search.estimators.SupernetEstimator): top-1 accuracy over
+prepared batches, and SupernetSettings from config keys."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,12 +7,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from mnas.arch import ArchConfig
-from mnas.data import Dataset, batches
 from mnas.errors import UserError
-from mnas.space import Space, load_space
-from mnas.supernet.train import CACHE_DIR, SupernetSettings, load_or_train
-from mnas.train import fit, reestimate_bn
+from mnas.supernet.train import SupernetSettings
 
 SCHEDULE_KEYS = [f.name for f in dataclasses.fields(SupernetSettings) if f.name not in ("resolution", "seed")]
 FINETUNE_KEYS = ("finetune_steps", "finetune_lr", "finetune_batch")  # SupernetEstimator's scoring options
@@ -42,54 +27,3 @@ def settings_from(resolution: int = 32, seed: int = 0, **schedule) -> SupernetSe
     if unknown := set(schedule) - set(SCHEDULE_KEYS):
         raise UserError(f"unknown supernet option(s) {sorted(unknown)}: allowed {', '.join(SCHEDULE_KEYS)}")
     return SupernetSettings(resolution=resolution, seed=seed, **schedule)
-
-
-class SupernetEstimator:
-    """arch -> validation accuracy of its sub-network of the (cached or now trained) supernet of `space`."""
-
-    def __init__(self, data: Dataset, space: Space | str = "v3_small", resolution: int = 32, seed: int = 0,
-                 val_images: int | None = None, calib_images: int = 1024, eval_batch: int = 256,
-                 threads: int | None = None, progress: bool = True, cache_dir=CACHE_DIR, checkpoint_every: int = 100,
-                 device=None, finetune_steps: int = 0, finetune_lr: float = 0.02, finetune_batch: int = 128,
-                 **schedule):
-        if calib_images < 1 or (val_images is not None and val_images < 1):
-            raise UserError(f"calib_images={calib_images}, val_images={val_images}: use positive counts "
-                            f"(val_images null = the whole validation split)")
-        if finetune_steps < 0 or finetune_batch < 1 or not finetune_lr > 0:
-            raise UserError(f"finetune_steps={finetune_steps}, finetune_batch={finetune_batch}, finetune_lr="
-                            f"{finetune_lr}: use steps >= 0 (0 = no fine-tune), a positive batch and lr")
-        if threads:
-            torch.set_num_threads(threads)
-        self.space = load_space(space) if isinstance(space, str) else space
-        self.settings = settings_from(resolution, seed, **schedule)
-        self.supernet = load_or_train(self.space, data, self.settings, cache_dir, progress, checkpoint_every, device)
-        dev, fmt = next(self.supernet.parameters()).device, torch.channels_last
-        feed = batches(data.train, min(calib_images, 128), resolution, shuffle=True, seed=seed)  # 8 batches by default
-        n = -(-calib_images // feed.batch_size)
-        self.calib = [x.to(dev, memory_format=fmt) for _, (x, _) in zip(range(n), feed)]
-        val = data.val
-        if val_images is not None and val_images < len(val):
-            val = val.take(torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[:val_images])
-        self.val = [(x.to(dev, memory_format=fmt), y.to(dev)) for x, y in batches(val, eval_batch, resolution)]
-        self.finetune = {"steps": finetune_steps, "lr": finetune_lr, "batch_size": finetune_batch}
-        self.finetune_data = dataclasses.replace(data, val=val)  # fit() scores on the same images
-        self.resolution, self.seed = resolution, seed
-        self.scores: dict[ArchConfig, float] = {}
-
-    def extract(self, arch: ArchConfig) -> nn.Module:
-        """The arch's sub-network as an ordinary model (build(proxy arch)), BatchNorm re-estimated, eval mode."""
-        return reestimate_bn(self.supernet.extract(arch).to(memory_format=torch.channels_last), self.calib)
-
-    def fine_tuned(self, arch: ArchConfig) -> float:
-        """Validation accuracy of the arch's sub-network after `finetune_steps` steps (on the CPU, as fit trains;
-        BatchNorm re-estimated by fit on 1024 training images before the evaluation)."""
-        f = self.finetune
-        model = self.supernet.extract(arch).cpu()
-        return fit(model, self.finetune_data, epochs=None, max_steps=f["steps"], batch_size=f["batch_size"],
-                   lr=f["lr"], resolution=self.resolution, seed=self.seed, progress=False)["val_acc"]
-
-    def __call__(self, arch: ArchConfig) -> float:
-        if arch not in self.scores:  # deterministic: a repeated candidate (a re-proposed trial) costs nothing
-            self.scores[arch] = (self.fine_tuned(arch) if self.finetune["steps"]
-                                 else accuracy(self.extract(arch), self.val))
-        return self.scores[arch]

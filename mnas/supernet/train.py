@@ -31,9 +31,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mnas.data import Dataset, Split, batches
+from mnas.data import Dataset
+from mnas.data.sets import Split, batches
 from mnas.errors import UserError
-from mnas.space import Space
+from mnas.nn.space import Space
 from mnas.supernet.elastic import Supernet
 from mnas.train import lr_at
 
@@ -55,7 +56,7 @@ class SupernetSettings:
     smallest: bool = True  # train the smallest sub-network every step (the sandwich rule); False: only random ones
     distill: bool = True  # others learn the largest's soft targets (KL); False: the labels
     resolution: int = 32
-    max_stride: int = 8  # the proxy rule (mnas.proxy)
+    max_stride: int = 8  # the proxy rule (mnas.nn.proxy)
     augment: bool = True
     seed: int = 0
 
@@ -175,13 +176,14 @@ def _rng_states(world: int) -> list:
     return states
 
 
-def _save(path: Path, state: dict) -> None:
+def save_state(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill during the write leaves the previous checkpoint intact
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_state(path: Path) -> dict:
+    """The training state (weights, optimizer, step, RNG states) that save_state wrote; unreadable: a UserError."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, pickled code, ...: one line
@@ -210,7 +212,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
     peak, warmup = s.lr * s.batch_size * world / 128, max(1, total // 30)
     step, seconds, ck = 0, 0.0, None
     if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
+        ck = load_state(ckpt_path)
         done = ck["step"] >= ck["total"]  # a finished supernet serves any process count
         if ck["settings"] != settings_key(s) or not done and (ck["total"], ck["world"]) != (total, world):
             raise UserError(f"{ckpt_path} was written by another schedule ({ck['settings']}, {ck['world']} "
@@ -270,7 +272,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
             state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "total": total,
                      "world": world, "seconds": seconds, "rng": _rng_states(world), "settings": settings_key(s)}
             if rank == 0:
-                _save(ckpt_path, state)
+                save_state(ckpt_path, state)
                 _log(out_dir / "log.csv", row)
             if world > 1:
                 dist.barrier()

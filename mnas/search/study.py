@@ -11,21 +11,19 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import warnings
-
 import optuna
-import yaml
 from optuna.trial import TrialState
 
-from mnas import report
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.models import BASELINES, hand_designs
-from mnas.space import Space
-from mnas.stats import count
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import BASELINES, hand_designs
+from mnas.nn.space import Space
+from mnas.nn.stats import count
+from mnas.search import report
 
 SAMPLERS = ("tpe", "nsga2", "random")
 OBJECTIVES = ("constraint", "soft")
@@ -156,7 +154,7 @@ def best_trial(study: optuna.Study, budget_ms: float):
 
 
 def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict]:
-    """Every published hand design (mnas.models.HAND_DESIGNS) within the budget at the space's deployment shape,
+    """Every published hand design (mnas.nn.models.HAND_DESIGNS) within the budget at the space's deployment shape,
     fastest first: its latency and MACs, whether it is a point of the space, and the search's estimate of it when
     a trial scored it (an enqueued baseline)."""
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
@@ -291,53 +289,3 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         print(f"no completed trial fits {s.budget_ms:g} ms yet")
     print(recommendation_text(result["recommendation"], rivals, s.budget_ms, space.name, device))
     return result
-
-
-def main(cfg) -> dict:
-    """Hydra config -> plain arguments -> run_search (see conf/search.yaml)."""
-    from mnas.cli import new_run_dir, parse_ms, to_plain
-    from mnas.data import config_args, load
-    from mnas.estimate import make_estimator
-    from mnas.latency import predict
-    from mnas.space import load_space
-
-    c = to_plain(cfg)
-    budget = parse_ms(c["budget"])
-    device = c["device"]["name"]
-    if c.get("resume"):
-        out_dir = Path(c["resume"])
-        if not (out_dir / "config.yaml").is_file():
-            raise UserError(f"resume={out_dir} is not a search run directory (no config.yaml there)")
-        saved = yaml.safe_load((out_dir / "config.yaml").read_text())
-        c = {**saved, "n_trials": c["n_trials"], "timeout": c["timeout"], "resume": str(out_dir)}
-        budget, device = parse_ms(c["budget"]), c["device"]["name"]
-    space = load_space(c["space"]["name"])
-    settings = SearchSettings(budget_ms=budget, sampler=c["sampler"]["name"], objective=c["objective"], w=c["w"],
-                              n_trials=c["n_trials"], timeout=c["timeout"], seed=c["seed"],
-                              n_startup_trials=c["sampler"].get("n_startup_trials", 10),
-                              population_size=c["sampler"].get("population_size", 20))
-    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
-    check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
-    d, e = c["data"], dict(c["estimator"])
-    data = load(**config_args(d, c["seed"]))
-    estimator = make_estimator(e.pop("name"), data, resolution=d.get("proxy_resolution", 32), seed=c["seed"], **e)
-    if not c.get("resume"):
-        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("search", device)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
-    print(f"{space.describe()}; device {device}; budget {budget:g} ms; estimator {c['estimator']['name']} on "
-          f"{d['name']} ({d.get('proxy_resolution', 32)}px proxy); run dir {out_dir}")
-    best = run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
-                      resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
-                                                          "data": d["name"], "estimator": c["estimator"]["name"]})
-    pipe = dict(c.get("pipeline") or {})
-    if pipe.pop("enabled", False):
-        from mnas.pipeline import PipelineSettings, run_pipeline
-        run_pipeline(out_dir, estimator, data, latency_fn, device,
-                     PipelineSettings(resolution=d.get("proxy_resolution", 32), seed=c["seed"], **pipe))
-    return best
-
-
-if __name__ == "__main__":
-    from mnas.cli import hydra_main
-    hydra_main("search", main)

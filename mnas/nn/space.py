@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from mnas.arch import ACTIVATIONS, KERNELS, ArchConfig, BlockConfig, make_divisible
 from mnas.errors import UserError
-from mnas.latency.ops import OpKey
+from mnas.nn.arch import ACTIVATIONS, KERNELS, ArchConfig, BlockConfig, make_divisible
+from mnas.nn.ops import OpKey
 
-SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 TOP_KEYS = {"name", "resolution", "num_classes", "stem", "block", "stages", "head", "hidden", "dropout"}
 CHOICE_KEYS = ("kernel", "expand", "se", "act")
 STAGE_KEYS = {"depth", "out", "stride", *CHOICE_KEYS}

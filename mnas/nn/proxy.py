@@ -10,7 +10,7 @@ parameter shapes: a proxy-trained state_dict loads into the deployment arch.
 """
 import dataclasses
 
-from mnas.arch import ArchConfig
+from mnas.nn.arch import ArchConfig
 
 
 def total_stride(arch: ArchConfig) -> int:

@@ -6,7 +6,7 @@ Parameters = every learnable tensor of `build(arch)`: conv/linear weights and bi
 """
 from dataclasses import dataclass
 
-from mnas.arch import ArchConfig, BlockConfig
+from mnas.nn.arch import ArchConfig, BlockConfig
 
 
 @dataclass(frozen=True)

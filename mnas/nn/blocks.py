@@ -6,7 +6,7 @@ structure in forward), so pruning, export and weight loading see one layout per 
 import torch
 from torch import nn
 
-from mnas.arch import BlockConfig
+from mnas.nn.arch import BlockConfig
 
 
 def make_act(name: str) -> nn.Module:

@@ -6,7 +6,7 @@ cout = classes, act = hidden activation). `res` is the op's input resolution (sq
 """
 from dataclasses import dataclass, fields
 
-from mnas.arch import ArchConfig
+from mnas.nn.arch import ArchConfig
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Ranking-ceiling benchmark: how well can a proxy task tell the search space's architectures apart?
 
-    python -m mnas.proxy_check data=fmnist_cluttered n=8 seeds=3 epochs=1
-    python -m mnas.proxy_check resume=runs/proxy_check/fmnist_cluttered/<time>   # finish (or add seeds=4)
+    python -m mnas.bench.proxy_check data=fmnist_cluttered n=8 seeds=3 epochs=1
+    python -m mnas.bench.proxy_check resume=runs/proxy_check/fmnist_cluttered/<time>   # finish (or add seeds=4)
 
 Picks `n` archs spread evenly (in log MACs) from the space's smallest to its largest, trains each stand-alone on
-the proxy (its `mnas.proxy.proxy_arch` variant, `mnas.train.fit`) once per seed, and measures how repeatable
+the proxy (its `mnas.nn.proxy.proxy_arch` variant, `mnas.train.fit`) once per seed, and measures how repeatable
 the ranking is. The seed-to-seed Kendall tau (mean over seed pairs) is the ceiling any accuracy estimator can
 reach on this proxy and budget: a supernet cannot rank archs better than retraining them does. Writes, under
 runs/proxy_check/<data>/<timestamp>/: config.yaml (incl. the picked archs), runs.csv (one row per finished
@@ -26,15 +26,14 @@ from scipy.stats import kendalltau
 from tqdm import tqdm
 
 from mnas import data as datasets
-from mnas.arch import ArchConfig
 from mnas.cli import new_run_dir
 from mnas.errors import UserError
 from mnas.latency import predict
-from mnas.models import build
-from mnas.proxy import proxy_arch
-from mnas.space import load_space
-from mnas.stats import count
-from mnas.train import fit
+from mnas.nn.arch import ArchConfig
+from mnas.nn.proxy import proxy_arch
+from mnas.nn.space import load_space
+from mnas.nn.stats import count
+from mnas.train import train_from_scratch
 from mnas.workers import run_jobs
 
 RUN_COLUMNS = ["arch", "seed", "val_acc", "val_loss", "steps", "images", "img_per_s", "seconds"]
@@ -156,10 +155,9 @@ def load_data(c: dict):
 def train_one(c: dict, arch_string: str, seed: int, ds=None, threads=None) -> list:
     """One stand-alone training of the benchmark (in this process or a worker): a runs.csv row."""
     ds = ds or load_data(c)
-    arch = ArchConfig.from_string(arch_string)
-    model = build(proxy_arch(arch, ds.num_classes, c["max_stride"]), seed=seed)
-    m = fit(model, ds, epochs=c["epochs"], max_steps=c["max_steps"], batch_size=c["batch_size"], lr=c["lr"],
-            resolution=c["resolution"], seed=seed, threads=threads, progress=False)
+    _, m = train_from_scratch(ArchConfig.from_string(arch_string), ds, c["max_stride"], seed, epochs=c["epochs"],
+                              max_steps=c["max_steps"], batch_size=c["batch_size"], lr=c["lr"],
+                              resolution=c["resolution"], threads=threads, progress=False)
     images = m["steps"] * min(c["batch_size"], len(ds.train))
     return [arch_string, seed, m["val_acc"], m["val_loss"], m["steps"], images, m["img_per_s"], m["seconds"]]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnas.models import FAMILIES  # family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other resolutions
+from mnas.nn.models import FAMILIES
 
 V1_V2 = ("v1", "v2", "v2_res")
 SPEEDUP = 1.5  # check (b): at equal accuracy, at least this much faster than the V2 width curve
@@ -41,7 +41,7 @@ def _acc(r) -> str:
     return f"{100 * r.test_acc:.2f} ± {100 * r.test_std:.2f}%"
 
 
-def check_budget(t: pd.DataFrame, m, budget_ms, col: str) -> tuple[str, str]:
+def check_best_in_budget(t: pd.DataFrame, m, budget_ms, col: str) -> tuple[str, str]:
     """(a) within the budget, m beats (win rule) every V1/V2 variant whose latency fits it."""
     if budget_ms is None:
         return "n.a.", "no budget given"
@@ -83,7 +83,7 @@ def acceptance(t: pd.DataFrame, budget_ms) -> list[dict]:
     out = []
     for _, m in t[t.family.isin(["found", "pruned"])].iterrows():
         for what, col in cols:
-            for name, (result, detail) in (("(a) best within budget", check_budget(t, m, budget_ms, col)),
+            for name, (result, detail) in (("(a) best within budget", check_best_in_budget(t, m, budget_ms, col)),
                                            (f"(b) >= {SPEEDUP:g}x faster than V2", check_speedup(t, m, col))):
                 out.append(dict(check=name, model=m.model, latency=what, result=result, detail=detail))
     return out
@@ -152,7 +152,7 @@ def report(t: pd.DataFrame, checks: list[dict], info: dict) -> str:
         f"# Comparison with hand-designed MobileNets on {info['device']}", "",
         f"- **Accuracy** on the proxy task `{r.data}` ({info['images']}) at {r.proxy_resolution}x{r.proxy_resolution} "
         f"(resolution variants at {r.proxy_resolution} x r / {res}, to the nearest multiple of 4), every arch's proxy "
-        f"variant (mnas.proxy: earliest strides set to 1 until total stride <= {r.max_stride}), trained from scratch; "
+        f"variant (mnas.nn.proxy: earliest strides 1 until total stride <= {r.max_stride}), trained from scratch; "
         f"test-split accuracy, mean ± sample std over {seeds} seeds (0..{seeds - 1})"
         + (" — fewer than 3 seeds: the spreads are unreliable" if seeds < 3 else "") + ".",
         f"- **Latency** at the deployment shape {res}x{res}x3, 1000 classes (resolution variants at their own "

@@ -1,18 +1,15 @@
-"""NetAdapt proposals scored here or side by side in worker processes (mnas.netadapt's `jobs`).
+"""NetAdapt proposals scored here or side by side in worker processes (mnas.prune.netadapt's `jobs`).
 
 A proposal travels as bytes (pack: mnas.train.save_checkpoint of its arch and weights) and is scored as rebuilt
-from them in both paths, so jobs=1 and jobs=N give bit-equal results; `s` is a mnas.netadapt.Settings.
+from them in both paths, so jobs=1 and jobs=N give bit-equal results; `s` is a mnas.prune.settings.Settings.
 """
 from __future__ import annotations
 
 import dataclasses
 import io
-from typing import TYPE_CHECKING
 
+from mnas.prune.settings import Settings
 from mnas.train import load_checkpoint, save_checkpoint
-
-if TYPE_CHECKING:  # no import at run time: mnas.netadapt imports this module
-    from mnas.netadapt import Settings
 
 _SCORER: tuple | None = None  # (Settings, data) of a worker process, set once by start_scorer
 

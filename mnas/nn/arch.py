@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 
 BLOCK_TYPES = ("conv", "ds", "ir")  # plain conv-bn-act, depthwise-separable (dw, pw), inverted residual (pw, dw, pwl)
 ACTIVATIONS = ("relu", "relu6", "hswish")

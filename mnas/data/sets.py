@@ -1,6 +1,5 @@
 """Datasets held in memory as uint8 tensors, served as normalised float batches at a proxy resolution."""
 import gzip
-import json
 import math
 import os
 import pickle
@@ -80,7 +79,7 @@ def load_digits(root=None):
     from sklearn.datasets import load_digits as sk_digits
     d = sk_digits()
     x = torch.from_numpy(np.round(d.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
-    train, test = _carve(Split(x, torch.from_numpy(d.target.astype(np.int64))), 0.2, seed=0)
+    train, test = carve(Split(x, torch.from_numpy(d.target.astype(np.int64))), 0.2, seed=0)
     return train, test, [str(c) for c in range(10)]
 
 
@@ -154,16 +153,12 @@ def load_imagefolder(root=None, image_size=64):
         if extra:
             raise UserError(f"{test_dir} has classes {sorted(extra)} that {train_dir} lacks: use the same folders")
         return _read_folder(train_dir, classes, image_size), _read_folder(test_dir, classes, image_size), classes
-    train, test = _carve(_read_folder(root, classes, image_size), 0.2, seed=0)
+    train, test = carve(_read_folder(root, classes, image_size), 0.2, seed=0)
     return train, test, classes
 
 
-LOADERS = {"fashion_mnist": load_fashion_mnist, "digits": load_digits,
-           "cifar10": load_cifar10, "imagefolder": load_imagefolder}
-
-
 # ---------------------------------------------------------------------------------------------- load
-def _carve(split, size, seed):
+def carve(split, size, seed):
     """Deterministically split off `size` (a fraction or a count) random images: returns (rest, carved)."""
     n = round(size * len(split)) if isinstance(size, float) else int(size)
     if not 0 < n < len(split):
@@ -173,26 +168,10 @@ def _carve(split, size, seed):
     return split.take(perm[n:].sort().values), split.take(perm[:n].sort().values)
 
 
-def _mean_std(images):
+def mean_std(images):
     """Per-channel mean and std in [0, 1], from up to ~2000 evenly spaced images (plenty for normalising)."""
     x = images[::max(1, len(images) // 2000)].float().div_(255).transpose(0, 1).flatten(1)
     return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
-
-
-def load(name, root=None, val_size=0.1, seed=0, train_subset=None, **options):
-    """Load dataset `name` (a key of LOADERS). The validation split is a seeded carve-out of the training set;
-    `train_subset` keeps that many (seeded, random) training images. `options` go to the loader
-    (e.g. image_size=64 for imagefolder)."""
-    if name not in LOADERS:
-        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(LOADERS))}")
-    train, test, classes = LOADERS[name](**({} if root is None else {"root": root}), **options)
-    train, val = _carve(train, val_size, seed)
-    if train_subset is not None and train_subset < len(train):
-        train = train.take(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:train_subset])
-    mean, std = _mean_std(train.images)
-    for s in (train, val, test):
-        s.mean, s.std = mean, std
-    return Dataset(name, train, val, test, len(classes), list(classes))
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -243,23 +222,3 @@ def _crop_flip(x, pad, g):
         x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
     flip = torch.rand(n, generator=g) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
-
-_LOADED: dict = {}  # load_cached: this process's datasets, by their load() arguments
-
-
-def config_args(d: dict, seed: int) -> dict:
-    """load()'s arguments from a Hydra data group (conf/data/<name>.yaml) and the run's seed."""
-    return dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=seed,
-                train_subset=d.get("train_subset"))
-
-
-def load_cached(name, **kw):
-    """load(name, **kw), once per process for the same arguments (benchmarks train many runs on one dataset,
-    in this process or in worker processes)."""
-    key = json.dumps([name, kw], sort_keys=True, default=str)
-    if key not in _LOADED:
-        _LOADED[key] = load(name, **kw)
-    return _LOADED[key]
-
-
-import mnas.proxy_data  # noqa: E402,F401  (registers fmnist_cluttered in LOADERS)

@@ -21,7 +21,7 @@ import os
 import numpy as np
 import torch
 
-from mnas.data import LOADERS, Split, load_fashion_mnist
+from mnas.data.sets import Split, load_fashion_mnist
 from mnas.errors import UserError
 
 CACHE_DIR = os.path.join("runs", "data")
@@ -94,5 +94,3 @@ def load_fmnist_cluttered(root=None, canvas=64, pieces=4, piece_size=8, seed=0, 
         os.replace(tmp, path)
     return train, test, classes
 
-
-LOADERS["fmnist_cluttered"] = load_fmnist_cluttered

@@ -24,7 +24,7 @@ accuracy) and fine-tunes it `chosen_steps` more. When no single unit can give th
 iteration asks for the largest drop one unit can give; it never asks for more than reaching the target. Each
 iteration is saved as it finishes (iters/iter_NNN.pt, a history.csv row, its proposals.csv rows); rerunning on
 the same folder resumes. `jobs` > 1 scores an iteration's proposals side by side in that many 1-thread worker
-processes (mnas.proposals; the surgery and the latency predictions stay here); the choices are the same as with
+processes (mnas.prune.proposals; the surgery and the latency predictions stay here); the choices are the same as with
 jobs=1 threads=1.
 """
 from __future__ import annotations
@@ -43,14 +43,14 @@ import torch
 import torch_pruning as tp
 from tqdm import tqdm
 
-from mnas.arch import ArchConfig, make_divisible
-from mnas.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
 from mnas.errors import UserError
-from mnas.proposals import pack, score_all, start_scorer
-from mnas.train import evaluate, fit, load_checkpoint, recalibrate_bn, save_checkpoint
+from mnas.nn.arch import ArchConfig, make_divisible
+from mnas.nn.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
+from mnas.prune.proposals import pack, score_all, start_scorer
+from mnas.prune.settings import Settings
+from mnas.train import evaluate, load_checkpoint, save_checkpoint
 from mnas.workers import pool
 
-SELECT = ("ratio", "accuracy")
 HISTORY = ["iteration", "unit", "channels_before", "channels_after", "latency_ms", "measured_ms", "val_acc",
            "goal_ms", "proposals", "seconds", "arch"]
 PROPOSALS = ["iteration", "unit", "channels_before", "channels_after", "latency_ms", "val_acc", "score", "chosen"]
@@ -197,59 +197,6 @@ def prune_unit(model, unit: Unit, keep: int, p: int = 1) -> None:
     model.arch = got
 
 
-# ---------------------------------------------------------------------------------------------- the loop
-@dataclass
-class Settings:
-    delta: float = 0.05           # first iteration's latency reduction, a fraction of the start latency
-    decay: float = 0.96           # delta shrinks by this factor per iteration
-    select: str = "ratio"         # ratio: best ΔAcc/|ΔLat| (MobileNetV3) | accuracy: best accuracy (NetAdapt)
-    finetune_steps: int = 200     # short fine-tune of every proposal (0: scored right after the surgery, with
-                                  # BatchNorm statistics re-estimated: far cheaper, so smaller deltas are affordable)
-    chosen_steps: int = 0         # fine-tune of the chosen proposal before the next iteration
-    lr: float = 0.01              # fine-tune peak lr (batch 128)
-    batch_size: int = 128
-    resolution: int = 32          # proxy resolution
-    eval_images: int | None = 2000  # validation images that rank the proposals (None = all)
-    bn_recalibration: bool = True   # re-estimate BatchNorm statistics before each evaluation (see mnas.train)
-    min_channels: int = 8
-    step: int = 8                 # channels are removed in multiples of this
-    p: int = 1                    # importance norm: 1 = L1, 2 = L2
-    max_iterations: int = 100
-    seed: int = 0
-    threads: int | None = None
-    jobs: int = 1                 # proposals scored side by side in this many 1-thread worker processes
-
-    def fit(self, model, data, steps: int, lr: float | None = None, seed: int = 0, progress: bool = False) -> dict:
-        """mnas.train.fit for `steps` steps with these settings (lr defaults to the fine-tune lr)."""
-        return fit(model, data, epochs=None, max_steps=steps, batch_size=self.batch_size, lr=lr or self.lr,
-                   resolution=self.resolution, seed=self.seed + seed, threads=self.threads, progress=progress,
-                   bn_recalibration=self.bn_recalibration)
-
-    def check(self):
-        if self.select not in SELECT:
-            raise UserError(f"select={self.select!r} is invalid: use one of {', '.join(SELECT)}")
-        if not (0 < self.delta < 1 and 0 < self.decay <= 1):
-            raise UserError(f"delta={self.delta}, delta_decay={self.decay}: use 0 < delta < 1 and 0 < decay <= 1")
-        if self.min_channels < 1 or self.step < 1 or self.max_iterations < 1:
-            raise UserError("min_channels, step and max_iterations must be positive")
-        if self.finetune_steps < 0 or self.chosen_steps < 0:
-            raise UserError(f"finetune_steps={self.finetune_steps}, chosen_steps={self.chosen_steps}: use counts >= 0")
-        if not isinstance(self.jobs, int) or isinstance(self.jobs, bool) or self.jobs < 1:
-            raise UserError(f"jobs={self.jobs!r} is invalid: use a whole number of worker processes >= 1")
-
-    def steps_per_iteration(self) -> int:
-        """Training steps an iteration adds to the network it keeps."""
-        return self.finetune_steps + self.chosen_steps
-
-    def score(self, model, data, steps: int, seed: int) -> float:
-        """Validation accuracy of `model` after `steps` of fine-tuning (0: after re-estimating BatchNorm only)."""
-        if steps:
-            return self.fit(model, data, steps, seed=seed)["val_acc"]
-        if self.bn_recalibration:
-            recalibrate_bn(model, data.train, self.resolution, seed=self.seed + seed)
-        return evaluate(model, data.val, self.resolution)[0]
-
-
 def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings) -> int | None:
     """The most channels `unit` can keep (removing multiples of s.step) with latency_fn(arch) <= goal_ms, or None.
     Binary search: latency is taken to grow with channels (each probe may profile new ops on a live device)."""
@@ -307,7 +254,7 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
             raise UserError(f"{out_dir} holds no history.csv to resume from")
         last = 0
         lat = latency_fn(with_channels(deploy, model.arch))
-        acc, _ = evaluate(model, evaluation.val, s.resolution)
+        acc, _ = evaluate(model, evaluation.val, s.proxy_resolution)
         save_checkpoint(checkpoint_path(out_dir, 0), model, {"val_acc": acc})
         row = dict(iteration=0, unit="start", channels_before=None, channels_after=None, latency_ms=lat,
                    measured_ms=measure_fn([deploy])[0] if measure_fn else None, val_acc=acc, goal_ms=None,
@@ -326,7 +273,7 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
             todo = units(model.arch)
             floors = {u: latency_fn(resize(deploy, u, smallest_keep(deploy, u, s.min_channels, s.step)))
                       for u in todo}
-            goal = max(target_ms, lat - s.delta * start_ms * s.decay ** (it - 1), min(floors.values()))
+            goal = max(target_ms, lat - s.delta * start_ms * s.delta_decay ** (it - 1), min(floors.values()))
             if goal >= lat:
                 raise UserError(f"cannot prune further: every unit is at its minimum width ({lat:.2f} ms)")
             plans = [(u, keep) for u in todo
@@ -334,7 +281,7 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
             blobs = []
             for u, keep in plans:  # the surgery here (cheap); the scoring, the costly part, maybe in workers
                 cand = copy.deepcopy(model)
-                prune_unit(cand, u, keep, s.p)
+                prune_unit(cand, u, keep, s.importance_p)
                 blobs.append(pack(cand))
             with tqdm(total=len(blobs), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
                       leave=False, disable=not progress or not sys.stderr.isatty()) as bar:

@@ -3,7 +3,7 @@
 Input: a baseline (`model=mobilenet_v2 width=1.0`) or a search run (`search=runs/search/<device>/<time>`, its
 best.json arch). Weights: `checkpoint=<file>`, or a model.pt / checkpoint.pt inside the search run; without one
 (or with init=scratch) the proxy network is first trained from scratch for init_steps. Training and evaluation
-use the proxy variant (mnas.proxy) on the proxy task; latency is predicted for the deployment shape (same
+use the proxy variant (mnas.nn.proxy) on the proxy task; latency is predicted for the deployment shape (same
 channels, e.g. 224x224) and, on a device measured on this machine (device=cpu), also measured.
 
 Writes runs/prune/<device>/<time>/: config.yaml, start.json, history.csv (one row per iteration), proposals.csv
@@ -26,16 +26,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
-from mnas.arch import ArchConfig  # noqa: E402
 from mnas.cli import parse_ms  # noqa: E402
 from mnas.errors import UserError  # noqa: E402
-from mnas.models import build, get_model  # noqa: E402
-from mnas.netadapt import Settings, checkpoint_path, minimal_arch, netadapt, read_history  # noqa: E402
-from mnas.proxy import proxy_arch  # noqa: E402
-from mnas.stats import count  # noqa: E402
-from mnas.train import evaluate, load_checkpoint, save_checkpoint  # noqa: E402
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build, get_model
+from mnas.nn.proxy import proxy_arch
+from mnas.nn.stats import count
+from mnas.prune.netadapt import checkpoint_path, minimal_arch, netadapt, read_history
+from mnas.prune.settings import Settings
+from mnas.train import evaluate, load_checkpoint, save_checkpoint, train_from_scratch  # noqa: E402
 
 RESUME_OVERRIDES = ("compare_seeds", "threads", "jobs")  # taken from the command line when resuming, not the saved run
 COMPARE = ["network", "run", "steps", "val_acc", "test_acc", "latency_ms", "measured_ms", "macs", "params", "arch"]
@@ -80,12 +80,12 @@ def check_seeds(n) -> None:
 def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr: float, s: Settings,
                 max_stride: int = 8, progress: bool = True):
     """(proxy network with starting weights, {source, steps}): the checkpoint's weights, or trained from scratch."""
-    net = build(proxy_arch(deploy, data.num_classes, max_stride), seed=s.seed)
     if init not in (None, "scratch", "checkpoint"):
         raise UserError(f"init={init!r} is invalid: use scratch, checkpoint or null (checkpoint if there is one)")
     if init == "checkpoint" and not checkpoint:
         raise UserError("init=checkpoint but there is no checkpoint: pass checkpoint=<file> or use init=scratch")
     if checkpoint and init != "scratch":
+        net = build(proxy_arch(deploy, data.num_classes, max_stride), seed=s.seed)
         weights = load_checkpoint(checkpoint).state_dict()  # a missing or corrupt file is a UserError here
         try:
             net.load_state_dict(weights)
@@ -94,7 +94,7 @@ def start_model(deploy: ArchConfig, data, checkpoint, init, init_steps: int, lr:
                             f"{data.num_classes} classes): pass the checkpoint trained for it") from None
         steps = torch.load(checkpoint, map_location="cpu", weights_only=True).get("metrics", {}).get("steps")
         return net, {"source": str(checkpoint), "steps": steps}
-    s.fit(net, data, init_steps, lr, progress=progress)
+    net, _ = train_from_scratch(deploy, data, max_stride, s.seed, **s.fit_options(init_steps, lr, progress))
     return net, {"source": "scratch", "steps": init_steps}
 
 
@@ -102,9 +102,8 @@ def train_reference(arch: ArchConfig, data, steps: int, lr: float, s: Settings, 
                     run: int = 0):
     """The proxy network of `arch` trained from scratch for `steps` (init and data order from s.seed + run):
     (val_acc, test_acc)."""
-    net = build(proxy_arch(arch, data.num_classes, max_stride), seed=s.seed + run)
-    s.fit(net, data, steps, lr, seed=run, progress=progress)
-    return evaluate(net, data.val, s.resolution)[0], evaluate(net, data.test, s.resolution)[0]
+    _, m = train_from_scratch(arch, data, max_stride, s.seed + run, test=True, **s.fit_options(steps, lr, progress))
+    return m["val_acc"], m["test_acc"]
 
 
 def matching_width(model: str, width: float, deploy: ArchConfig, ms: float, latency_fn) -> float:
@@ -236,7 +235,7 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
               max_stride: int = 8, compare: tuple[str, float] | None = None, device: str = "?",
               progress: bool = True, compare_seeds: int = 1, final_lr: float | None = None) -> dict:
     """Prune `deploy` (weights: checkpoint, else init_steps from scratch) until latency_fn <= target ('12ms' or
-    '0.7x'), fine-tune final_steps (peak final_lr, default s.lr), write the run folder (see module doc).
+    '0.7x'), fine-tune final_steps (peak final_lr, default s.finetune_lr), write the run folder (see module doc).
     `compare=(baseline, width)` adds the comparison (compare_seeds runs of each network). A folder that already
     holds a history resumes. Returns result.json's dict."""
     check_seeds(compare_seeds)
@@ -256,7 +255,7 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
         result = json.loads((out_dir / "result.json").read_text())
     else:
         s.fit(model, data, final_steps, lr=final_lr, progress=progress)
-        val_acc, test_acc = (evaluate(model, split, s.resolution)[0] for split in (data.val, data.test))
+        val_acc, test_acc = (evaluate(model, split, s.proxy_resolution)[0] for split in (data.val, data.test))
         steps = None if start["steps"] is None else start["steps"] + iterations * s.steps_per_iteration() + final_steps
         measured = measure_fn([deploy, deploy_p]) if measure_fn else [None, None]
         final = dict(latency_ms=float(latency_fn(deploy_p)), measured_ms=measured[1], val_acc=val_acc,
@@ -278,7 +277,7 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
         def refit_pruned(run: int):  # the final fine-tune again, from the last iteration, with another seed
             net = load_checkpoint(checkpoint_path(out_dir, iterations))
             s.fit(net, data, final_steps, lr=final_lr, seed=run, progress=progress)
-            return evaluate(net, data.val, s.resolution)[0], evaluate(net, data.test, s.resolution)[0]
+            return evaluate(net, data.val, s.proxy_resolution)[0], evaluate(net, data.test, s.proxy_resolution)[0]
 
         table = compare_width(*compare, deploy, result["final"], data, result["total_steps"], latency_fn,
                               measure_fn, out_dir, lr, s, max_stride, progress, compare_seeds, refit_pruned)
@@ -319,54 +318,3 @@ def resolve_input(c: dict) -> tuple[ArchConfig, str | None, tuple[str, float] | 
         return ArchConfig.from_string(arch), c.get("checkpoint") or (str(found[0]) if found else None), None
     deploy = get_model(c["model"], c["width"], c["resolution"])
     return deploy, c.get("checkpoint"), (c["model"], c["width"]) if c.get("compare_width") else None
-
-
-def main(cfg) -> dict:
-    """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
-    from mnas.cli import apply_preset, new_run_dir, to_plain
-    from mnas.data import config_args, load
-    from mnas.latency import predict
-    from mnas.latency.profile import measure_archs
-    from mnas.latency.table import load_device
-
-    c = to_plain(cfg)
-    if c.get("resume"):
-        out_dir = Path(c["resume"])
-        if not (out_dir / "config.yaml").is_file():
-            raise UserError(f"resume={out_dir} is not a prune run directory (no config.yaml there)")
-        keep = {k: c[k] for k in RESUME_OVERRIDES}  # the saved settings win, except these
-        c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), **keep, "resume": str(out_dir)}
-    apply_preset(c, "scale", "scales")
-    device = c["device"]["name"]
-    dev = load_device(device)
-    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
-    measure_fn = (lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],
-                                              stat=dev["stat"], progress=False)["ms"].tolist()) if dev["live"] else None
-    s = Settings(delta=c["delta"], decay=c["delta_decay"], select=c["select"], finetune_steps=c["finetune_steps"],
-                 chosen_steps=c.get("chosen_steps") or 0,
-                 lr=c["finetune_lr"], batch_size=c["batch_size"], resolution=c["data"].get("proxy_resolution", 32),
-                 eval_images=c["eval_images"], min_channels=c["min_channels"], p=c["importance_p"],
-                 max_iterations=c["max_iterations"], seed=c["seed"], threads=c["threads"],
-                 jobs=c.get("jobs", 1))
-    deploy, checkpoint, compare = resolve_input(c)
-    s.check()
-    check_seeds(c.get("compare_seeds", 1))
-    check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
-    d = c["data"]
-    data = load(**config_args(d, c["seed"]))
-    if not c.get("resume"):
-        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("prune", device)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
-    source = checkpoint if checkpoint and c["init"] != "scratch" else f"from scratch, {c['init_steps']} steps"
-    source = f"resuming {out_dir}" if c.get("resume") else source
-    print(f"pruning {deploy.to_string()[:60]}... for {device} to {c['target']}; proxy {d['name']} "
-          f"{s.resolution}px; start weights: {source}; run dir {out_dir}")
-    return run_prune(deploy, data, c["target"], latency_fn, out_dir, s, measure_fn, checkpoint, c["init"],
-                     c["init_steps"], c["final_steps"], c["lr"], c["max_stride"], compare, device,
-                     compare_seeds=c.get("compare_seeds", 1), final_lr=c.get("final_lr"))
-
-
-if __name__ == "__main__":
-    from mnas.cli import hydra_main
-    hydra_main("prune", main)

@@ -1,32 +1,32 @@
 """Benchmark: does the supernet rank architectures as stand-alone training does?
 
-    python -m mnas.supernet.rank_check n=12 seeds=[0,1,2] standalone.epochs=1
+    python -m mnas.bench.rank_check n=12 seeds=[0,1,2] standalone.epochs=1
 
 picks n archs spread evenly over the space's latency range (not only its extremes, which the sandwich rule
 trains every step and so flatters), scores each with the supernet and with stand-alone training
-(mnas.estimate.TrainEstimator) under several seeds, and writes to runs/rank_check/<device>/<timestamp>/:
+(mnas.search.estimators.TrainEstimator) under several seeds, and writes to runs/rank_check/<device>/<timestamp>/:
 rank.csv (one row per arch: supernet_acc, standalone_acc = mean over seeds, one standalone_seed<s> column per
 seed, latency, supernet_s per estimate, standalone_s summed over seeds), rank.png (scatter), summary.json.
 It prints Kendall tau and Spearman rho between the two, and the stand-alone reference's own seed-to-seed tau:
 the ceiling, since no estimator can agree with the reference better than the reference agrees with itself.
 Rerun with out_dir=<that folder> to resume.
 
-    python -m mnas.supernet.rank_check reference=runs/proxy_check/fmnist_cluttered/<time> n=10
+    python -m mnas.bench.rank_check reference=runs/proxy_check/fmnist_cluttered/<time> n=10
 
-reuses a finished (or partial) mnas.proxy_check run as the stand-alone reference: its archs, its accuracies per
+reuses a finished (or partial) mnas.bench.proxy_check run as the stand-alone reference: its archs, its accuracies per
 seed and its training recipe (epochs, max_steps, batch, lr); cells it lacks are trained here with that recipe,
 and n above its arch count adds archs in the widest latency gaps between its archs (trained here, per seed).
 fill_ms=[lo, hi] puts those added archs in the widest gaps inside that latency range instead (e.g. around a
 search budget, where a search must tell archs apart, and cheaper to train than the gaps among the largest archs).
 
-    python -m mnas.supernet.rank_check iso_ms=15 n=8 standalone.max_steps=1000 standalone.epochs=3 'seeds=[0,1]'
+    python -m mnas.bench.rank_check iso_ms=15 n=8 standalone.max_steps=1000 standalone.epochs=3 'seeds=[0,1]'
 
 picks n archs of (nearly) equal latency instead, all within +-10% of iso_ms (or inside window_ms=[lo, hi]) and
 spread over their MACs, plus the V3 hand designs the space can express inside that window (the `hand` column):
 does the supernet tell apart what a latency-constrained search must, and does it do better than counting MACs
 there (summary.json's standalone_vs_macs_tau against kendall_tau)?
 
-    python -m mnas.supernet.rank_check iso_ms=15 n=8 standalone_from=runs/rank_check/pixel/<time> estimator.finetune_steps=50
+    python -m mnas.bench.rank_check iso_ms=15 n=8 standalone_from=<that run> estimator.finetune_steps=50
 
 scores the same archs with another estimator setting and reuses that run's stand-alone accuracies (the costly
 part) instead of training them again; its archs must be this run's.
@@ -44,11 +44,11 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from mnas.arch import ArchConfig
 from mnas.errors import UserError
-from mnas.proxy import proxy_arch
-from mnas.space import Space
-from mnas.stats import count
+from mnas.nn.arch import ArchConfig
+from mnas.nn.proxy import proxy_arch
+from mnas.nn.space import Space
+from mnas.nn.stats import count
 from mnas.workers import run_jobs
 
 
@@ -80,7 +80,7 @@ def iso_window(iso_ms: float | None, window_ms) -> tuple[float, float] | None:
 
 def window_hand_designs(space: Space, window: tuple[float, float], latency_fn) -> dict[ArchConfig, str]:
     """The V3 hand designs (widths 0.5-1.25) that are points of the space and lie inside window, by name."""
-    from mnas.search import space_baselines
+    from mnas.search.study import space_baselines
     return {arch: label for arch, (label, _) in space_baselines(space, (0.5, 0.75, 1.0, 1.25)).items()
             if window[0] <= latency_fn(arch) <= window[1]}
 
@@ -235,7 +235,7 @@ class Standalone:
 
     def __call__(self, arch: ArchConfig, seed: int) -> float:
         from mnas.data import load_cached
-        from mnas.estimate import TrainEstimator
+        from mnas.search.estimators import TrainEstimator
         data = load_cached(**self.data_args)
         return TrainEstimator(data, resolution=self.resolution, seed=seed, max_stride=self.max_stride,
                               **self.options)(arch)
@@ -332,8 +332,8 @@ def main(cfg):
     from mnas.cli import new_run_dir, to_plain
     from mnas.data import config_args, load_cached
     from mnas.latency import predict
-    from mnas.space import load_space
-    from mnas.supernet.evaluate import SupernetEstimator
+    from mnas.nn.space import load_space
+    from mnas.search.estimators import SupernetEstimator
 
     c = to_plain(cfg)
     if c["threads"]:

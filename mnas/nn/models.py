@@ -7,9 +7,9 @@ V3-Large/Small (Howard et al. 2019, Tables 1-2). The width multiplier scales eve
 import torch
 from torch import nn
 
-from mnas.arch import ArchConfig, BlockConfig, make_divisible
-from mnas.blocks import Classifier, build_block
 from mnas.errors import UserError
+from mnas.nn.arch import ArchConfig, BlockConfig, make_divisible
+from mnas.nn.blocks import Classifier, build_block
 
 
 def _check_args(width: float, resolution: int, num_classes: int) -> None:

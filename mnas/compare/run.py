@@ -2,7 +2,7 @@
 
 Trains MobileNetV1/V2/V3 variants, the search's found arch (`run=`, its best.json `arch`) and the pruned arch
 (`pruned=<prune run dir>`, or the newest prune run of that search) with ONE recipe on the proxy task: every arch's
-proxy variant (mnas.proxy, total stride <= max_stride) trained from scratch by mnas.train.fit, once per seed. A
+proxy variant (mnas.nn.proxy, total stride <= max_stride) trained from scratch by mnas.train.fit, once per seed. A
 resolution variant (e.g. MobileNetV2 at 160) trains at a proportionally scaled proxy resolution: proxy x r / 224,
 rounded to the nearest multiple of 4 (32px proxy: 224->32, 192->28, 160->24, 128->20, 96->12). Each finished
 training is saved at once under cache_dir (runs/compare/cache/<hash of arch, proxy resolution, recipe, seed>.json),
@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +29,17 @@ import yaml
 from tqdm import tqdm
 
 from mnas import data as datasets
-from mnas.arch import ArchConfig
-from mnas.cli import apply_preset, new_run_dir, parse_ms, to_plain
-from mnas.compare_report import COLUMNS, FAMILIES, acceptance, machine, plot, report
+from mnas.cli import new_run_dir
+from mnas.compare.report import COLUMNS, FAMILIES, acceptance, machine, plot, report
 from mnas.errors import UserError
 from mnas.latency import predict
 from mnas.latency.table import load_device
-from mnas.models import build, variant
-from mnas.proxy import proxy_arch
-from mnas.stats import count
-from mnas.train import evaluate, fit
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import variant
+from mnas.nn.stats import count
+from mnas.train import train_from_scratch
 from mnas.workers import run_jobs
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -152,14 +152,12 @@ def cache_key(arch: ArchConfig, proxy_res: int, recipe: Recipe, seed: int) -> st
 
 def train_one(arch: ArchConfig, proxy_res: int, recipe: Recipe, data, seed: int, threads=None) -> dict:
     """Train arch's proxy variant from scratch with the recipe; its val and test accuracy."""
-    torch.manual_seed(seed)
-    model = build(proxy_arch(arch, data.num_classes, recipe.max_stride))
-    m = fit(model, data, epochs=recipe.epochs, max_steps=recipe.max_steps, batch_size=recipe.batch_size,
-            lr=recipe.lr, optimizer=recipe.optimizer, weight_decay=recipe.weight_decay,
-            label_smoothing=recipe.label_smoothing, resolution=proxy_res, seed=seed, threads=threads,
-            progress=False, bn_recalibration=recipe.bn_recalibration)
-    test_acc, test_loss = evaluate(model, data.test, proxy_res)
-    return dict(val_acc=m["val_acc"], val_loss=m["val_loss"], test_acc=test_acc, test_loss=test_loss,
+    _, m = train_from_scratch(arch, data, recipe.max_stride, seed, test=True, epochs=recipe.epochs,
+                              max_steps=recipe.max_steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                              optimizer=recipe.optimizer, weight_decay=recipe.weight_decay,
+                              label_smoothing=recipe.label_smoothing, resolution=proxy_res, threads=threads,
+                              progress=False, bn_recalibration=recipe.bn_recalibration)
+    return dict(val_acc=m["val_acc"], val_loss=m["val_loss"], test_acc=m["test_acc"], test_loss=m["test_loss"],
                 steps=m["steps"], seconds=m["seconds"], img_per_s=m["img_per_s"])
 
 
@@ -258,42 +256,3 @@ def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, bud
         print(f"{c['result']:5} {c['check']}, {c['model']}, {c['latency']}: {c['detail']}")
     print(f"{len(rows)} models x {seeds} seeds ({trained} trained now) -> {out_dir}/report.md")
     return {"table": t, "checks": checks, "out_dir": out_dir, "trained": trained}
-
-
-def main(cfg) -> dict:
-    """Hydra config (conf/compare.yaml) -> plain arguments -> run_compare; writes config.yaml next to the report."""
-    from mnas.latency.profile import measure_archs
-
-    c = to_plain(cfg)
-    recipe_name = apply_preset(c, "recipe", "recipes", unnamed=("seeds", "variants"))  # the report lists both
-    device = c["device"]["name"]
-    dev = load_device(device)
-    budget = None if c["budget"] is None else parse_ms(c["budget"])
-    best, search_cfg = read_search_run(c["run"])[1:] if c["run"] else ({}, {})
-    budget = best.get("budget_ms") if budget is None else budget
-    d = c.get("data") or search_cfg.get("data")
-    if not d:
-        raise UserError("no proxy task: pass data=<name> (e.g. data=fashion_mnist), or run=<search run dir> "
-                        "whose config.yaml names one")
-    families = c["families"] or list(c["variants"])
-    if unknown := set(families) - set(FAMILIES):
-        raise UserError(f"families={sorted(unknown)} are unknown: use {', '.join(FAMILIES)}")
-    from_data = dict(data=d["name"], data_root=d.get("root"), proxy_resolution=d.get("proxy_resolution", 32),
-                     **{k: d.get(k) if c[k] is None else c[k] for k in ("val_size", "train_subset")})  # else data's
-    recipe = Recipe(**from_data, **{f.name: c[f.name] for f in fields(Recipe) if f.name not in from_data})
-    measure_fn, measure = None, ""
-    if dev.get("live"):
-        measure = (f"{dev['runtime']}, {dev['threads']} thread(s), {dev['stat']} of {c['measure_repeats']} "
-                   "interleaved runs")
-        measure_fn = lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],  # noqa
-                                                 stat=dev["stat"])["ms"].tolist()
-    result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],
-                         c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
-                         recipe_name, jobs=c["jobs"])
-    (result["out_dir"] / "config.yaml").write_text(yaml.safe_dump(dict(c, data=d), sort_keys=False))
-    return result
-
-
-if __name__ == "__main__":
-    from mnas.cli import hydra_main
-    hydra_main("compare", main)

@@ -1,0 +1,51 @@
+"""`python -m mnas.compare device=pixel budget=15ms run=<search run>`: config (conf/compare.yaml) -> run_compare."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import yaml
+
+from mnas.cli import apply_preset, parse_ms, to_plain
+from mnas.compare.report import FAMILIES
+from mnas.compare.run import Recipe, read_search_run, run_compare
+from mnas.errors import UserError
+from mnas.latency.table import load_device
+
+
+def main(cfg) -> dict:
+    """Hydra config (conf/compare.yaml) -> plain arguments -> run_compare; writes config.yaml next to the report."""
+    from mnas.latency.profile import measure_archs
+
+    c = to_plain(cfg)
+    recipe_name = apply_preset(c, "recipe", "recipes", unnamed=("seeds", "variants"))  # the report lists both
+    device = c["device"]["name"]
+    dev = load_device(device)
+    budget = None if c["budget"] is None else parse_ms(c["budget"])
+    best, search_cfg = read_search_run(c["run"])[1:] if c["run"] else ({}, {})
+    budget = best.get("budget_ms") if budget is None else budget
+    d = c.get("data") or search_cfg.get("data")
+    if not d:
+        raise UserError("no proxy task: pass data=<name> (e.g. data=fashion_mnist), or run=<search run dir> "
+                        "whose config.yaml names one")
+    families = c["families"] or list(c["variants"])
+    if unknown := set(families) - set(FAMILIES):
+        raise UserError(f"families={sorted(unknown)} are unknown: use {', '.join(FAMILIES)}")
+    from_data = dict(data=d["name"], data_root=d.get("root"), proxy_resolution=d.get("proxy_resolution", 32),
+                     **{k: d.get(k) if c[k] is None else c[k] for k in ("val_size", "train_subset")})  # else data's
+    recipe = Recipe(**from_data, **{f.name: c[f.name] for f in fields(Recipe) if f.name not in from_data})
+    measure_fn, measure = None, ""
+    if dev.get("live"):
+        measure = (f"{dev['runtime']}, {dev['threads']} thread(s), {dev['stat']} of {c['measure_repeats']} "
+                   "interleaved runs")
+        measure_fn = lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],  # noqa
+                                                 stat=dev["stat"])["ms"].tolist()
+    result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],
+                         c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
+                         recipe_name, jobs=c["jobs"])
+    (result["out_dir"] / "config.yaml").write_text(yaml.safe_dump(dict(c, data=d), sort_keys=False))
+    return result
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("compare", main)

@@ -1,0 +1,56 @@
+"""`python -m mnas.prune model=mobilenet_v2 target=0.7x`: config (conf/prune.yaml) -> run_prune."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mnas.errors import UserError
+from mnas.prune.run import RESUME_OVERRIDES, check_seeds, check_target, resolve_input, run_prune
+from mnas.prune.settings import Settings
+
+
+def main(cfg) -> dict:
+    """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
+    from mnas.cli import apply_preset, new_run_dir, to_plain
+    from mnas.data import config_args, load
+    from mnas.latency import predict
+    from mnas.latency.profile import measure_archs
+    from mnas.latency.table import load_device
+
+    c = to_plain(cfg)
+    if c.get("resume"):
+        out_dir = Path(c["resume"])
+        if not (out_dir / "config.yaml").is_file():
+            raise UserError(f"resume={out_dir} is not a prune run directory (no config.yaml there)")
+        keep = {k: c[k] for k in RESUME_OVERRIDES}  # the saved settings win, except these
+        c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), **keep, "resume": str(out_dir)}
+    apply_preset(c, "scale", "scales")
+    device = c["device"]["name"]
+    dev = load_device(device)
+    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    measure_fn = (lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],
+                                              stat=dev["stat"], progress=False)["ms"].tolist()) if dev["live"] else None
+    s = Settings.from_config(c, proxy_resolution=c["data"].get("proxy_resolution", 32))
+    deploy, checkpoint, compare = resolve_input(c)
+    s.check()
+    check_seeds(c.get("compare_seeds", 1))
+    check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
+    d = c["data"]
+    data = load(**config_args(d, c["seed"]))
+    if not c.get("resume"):
+        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("prune", device)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    source = checkpoint if checkpoint and c["init"] != "scratch" else f"from scratch, {c['init_steps']} steps"
+    source = f"resuming {out_dir}" if c.get("resume") else source
+    print(f"pruning {deploy.to_string()[:60]}... for {device} to {c['target']}; proxy {d['name']} "
+          f"{s.proxy_resolution}px; start weights: {source}; run dir {out_dir}")
+    return run_prune(deploy, data, c["target"], latency_fn, out_dir, s, measure_fn, checkpoint, c["init"],
+                     c["init_steps"], c["final_steps"], c["lr"], c["max_stride"], compare, device,
+                     compare_seeds=c.get("compare_seeds", 1), final_lr=c.get("final_lr"))
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("prune", main)

@@ -1,0 +1,59 @@
+"""`python -m mnas.search device=pixel budget=15ms`: config (conf/search.yaml) -> run_search -> pipeline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mnas.errors import UserError
+from mnas.search.study import SearchSettings, check_budget, run_search
+
+
+def main(cfg) -> dict:
+    """Hydra config -> plain arguments -> run_search (see conf/search.yaml)."""
+    from mnas.cli import new_run_dir, parse_ms, to_plain
+    from mnas.data import config_args, load
+    from mnas.latency import predict
+    from mnas.nn.space import load_space
+    from mnas.search.estimators import make_estimator
+
+    c = to_plain(cfg)
+    budget = parse_ms(c["budget"])
+    device = c["device"]["name"]
+    if c.get("resume"):
+        out_dir = Path(c["resume"])
+        if not (out_dir / "config.yaml").is_file():
+            raise UserError(f"resume={out_dir} is not a search run directory (no config.yaml there)")
+        saved = yaml.safe_load((out_dir / "config.yaml").read_text())
+        c = {**saved, "n_trials": c["n_trials"], "timeout": c["timeout"], "resume": str(out_dir)}
+        budget, device = parse_ms(c["budget"]), c["device"]["name"]
+    space = load_space(c["space"]["name"])
+    settings = SearchSettings(budget_ms=budget, sampler=c["sampler"]["name"], objective=c["objective"], w=c["w"],
+                              n_trials=c["n_trials"], timeout=c["timeout"], seed=c["seed"],
+                              n_startup_trials=c["sampler"].get("n_startup_trials", 10),
+                              population_size=c["sampler"].get("population_size", 20))
+    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
+    d, e = c["data"], dict(c["estimator"])
+    data = load(**config_args(d, c["seed"]))
+    estimator = make_estimator(e.pop("name"), data, resolution=d.get("proxy_resolution", 32), seed=c["seed"], **e)
+    if not c.get("resume"):
+        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("search", device)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    print(f"{space.describe()}; device {device}; budget {budget:g} ms; estimator {c['estimator']['name']} on "
+          f"{d['name']} ({d.get('proxy_resolution', 32)}px proxy); run dir {out_dir}")
+    best = run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
+                      resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
+                                                          "data": d["name"], "estimator": c["estimator"]["name"]})
+    pipe = dict(c.get("pipeline") or {})
+    if pipe.pop("enabled", False):
+        from mnas.pipeline import PipelineSettings, run_pipeline
+        run_pipeline(out_dir, estimator, data, latency_fn, device,
+                     PipelineSettings(resolution=d.get("proxy_resolution", 32), seed=c["seed"], **pipe))
+    return best
+
+
+if __name__ == "__main__":
+    from mnas.cli import hydra_main
+    hydra_main("search", main)
