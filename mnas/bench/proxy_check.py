@@ -4,9 +4,10 @@
     python -m mnas.bench.proxy_check resume=runs/proxy_check/fmnist_cluttered/<time>   # finish (or add seeds=4)
 
 Picks `n` archs spread evenly (in log MACs) from the space's smallest to its largest, trains each stand-alone on
-the proxy (its `mnas.nn.proxy.proxy_arch` variant, `mnas.train.fit`) once per seed, and measures how repeatable
-the ranking is. The seed-to-seed Kendall tau (mean over seed pairs) is the ceiling any accuracy estimator can
-reach on this proxy and budget: a supernet cannot rank archs better than retraining them does. Writes, under
+the proxy (its `mnas.nn.proxy.proxy_arch` variant, by `mnas.train.train_from_scratch`) once per seed, and
+measures how repeatable the ranking is. The seed-to-seed Kendall tau (mean over seed pairs) is the ceiling any
+accuracy estimator can reach on this proxy and budget: a supernet cannot rank archs better than retraining them
+does. Writes, under
 runs/proxy_check/<data>/<timestamp>/: config.yaml (incl. the picked archs), runs.csv (one row per finished
 (arch, seed), appended as it finishes; resume skips them), proxy_check.csv (one row per arch: SUMMARY_COLUMNS
 then acc_seed<k>..., mean, std), ranking.png (mean accuracy +- std vs MACs and vs Pixel-1 latency), report.md.

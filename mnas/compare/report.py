@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnas.nn.models import FAMILIES
+from mnas.nn.models import FAMILIES  # family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other resolutions
 
 V1_V2 = ("v1", "v2", "v2_res")
 SPEEDUP = 1.5  # check (b): at equal accuracy, at least this much faster than the V2 width curve

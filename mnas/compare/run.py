@@ -2,13 +2,13 @@
 
 Trains MobileNetV1/V2/V3 variants, the search's found arch (`run=`, its best.json `arch`) and the pruned arch
 (`pruned=<prune run dir>`, or the newest prune run of that search) with ONE recipe on the proxy task: every arch's
-proxy variant (mnas.nn.proxy, total stride <= max_stride) trained from scratch by mnas.train.fit, once per seed. A
-resolution variant (e.g. MobileNetV2 at 160) trains at a proportionally scaled proxy resolution: proxy x r / 224,
-rounded to the nearest multiple of 4 (32px proxy: 224->32, 192->28, 160->24, 128->20, 96->12). Each finished
-training is saved at once under cache_dir (runs/compare/cache/<hash of arch, proxy resolution, recipe, seed>.json),
-so a rerun, or a run cut short, trains only what is missing. Accuracy is on the proxy task's test split; latency
-is predicted for the deployment shape (predict(arch, device)) and, on a device measured on this machine (cpu),
-also measured (measure_archs, all networks interleaved).
+proxy variant (mnas.nn.proxy, total stride <= max_stride) trained from scratch by mnas.train.train_from_scratch,
+once per seed. A resolution variant (e.g. MobileNetV2 at 160) trains at a proportionally scaled proxy resolution:
+proxy x r / 224, rounded to the nearest multiple of 4 (32px proxy: 224->32, 192->28, 160->24, 128->20, 96->12). Each
+finished training is saved at once under cache_dir (runs/compare/cache/<hash of arch, proxy resolution, recipe,
+seed>.json), so a rerun, or a run cut short, trains only what is missing. Accuracy is on the proxy task's test
+split; latency is predicted for the deployment shape (predict(arch, device)) and, on a device measured on this
+machine (cpu), also measured (measure_archs, all networks interleaved).
 
 Writes runs/compare/<device>/<time>/: config.yaml, comparison.csv (COLUMNS), pareto.png, report.md with the
 acceptance checks. A "win" is a mean difference larger than the combined spread sqrt(std_a^2 + std_b^2).

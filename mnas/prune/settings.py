@@ -13,7 +13,7 @@ SELECT = ("ratio", "accuracy")
 @dataclass
 class Settings:
     delta: float = 0.05           # first iteration's latency reduction, a fraction of the start latency
-    delta_decay: float = 0.96           # delta shrinks by this factor per iteration
+    delta_decay: float = 0.96     # delta shrinks by this factor per iteration
     select: str = "ratio"         # ratio: best ΔAcc/|ΔLat| (MobileNetV3) | accuracy: best accuracy (NetAdapt)
     finetune_steps: int = 200     # short fine-tune of every proposal (0: scored right after the surgery, with
                                   # BatchNorm statistics re-estimated: far cheaper, so smaller deltas are affordable)

@@ -57,8 +57,7 @@ class TrainEstimator(Estimator):
     def __init__(self, data: Dataset, epochs: int = 1, max_steps: int | None = None, batch_size: int = 128,
                  lr: float = 0.1, resolution: int = 32, seed: int = 0, threads: int | None = None,
                  progress: bool = False, max_stride: int = 8):
-        self.data, self.resolution, self.max_stride = data, resolution, max_stride
-        self.seed = seed
+        self.data, self.max_stride, self.seed = data, max_stride, seed
         self.kw = dict(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, resolution=resolution,
                        threads=threads, progress=progress)
 
