@@ -72,7 +72,8 @@ def test_onnx_export_of_sampled_v3_arch_and_its_proxy_variant(tmp_path):
     m = export(with_bn_stats(build(arch), 64), tmp_path, formats="onnx", proxy_resolution=32)
     check_onnx(m, tmp_path, (1, 3, 64, 64))
     proxy = m["files"]["onnx_proxy"]
-    assert proxy["input_shape"] == [1, 3, 32, 32] and proxy["max_abs_diff"] <= 1e-4
+    assert proxy["input_shape"] == [1, 3, 32, 32]
+    assert proxy["max_abs_diff"] <= 1e-4 * max(1.0, proxy["max_abs_output"])  # float32: relative above |output| 1
     assert ArchConfig.from_string(proxy["arch"]).stem.stride == 1 and m["arch"] == arch.to_string()
 
 

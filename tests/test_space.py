@@ -26,9 +26,15 @@ def test_shipped_spaces_contain_their_v3_and_all_sampled_ops(name):
         assert set(arch_ops(arch)) <= ops
         params = space.params_for(arch)
         assert space.sample(lambda n, o: params[n]) == arch
-    v3 = get_model("mobilenet_" + name)
-    assert space.params_for(v3) is not None
+    for width in (0.5, 0.75, 1.0):  # the width-multiplied hand designs are points of the space
+        v3 = get_model("mobilenet_" + name, width)
+        params = space.params_for(v3)
+        assert params is not None and space.sample(lambda n, o: params[n]) == v3, width
+    assert {"stem_out", "head_out", "hidden_out"} <= set(params)
+    assert space.params_for(get_model("mobilenet_" + name, 1.25)) is None
     assert space.params_for(get_model("mobilenet_v2")) is None
+    stems = {space.random_arch(rng).stem.out for _ in range(40)}
+    assert stems == set(space.stem_out) and len(stems) > 1  # the stem's width is sampled too
 
 
 def test_define_by_run_with_optuna(tiny):
@@ -61,6 +67,33 @@ def test_extremes_and_size(tiny):
     assert tiny.size == 2 * (16 + 16 ** 2) * 2 * (16 + 16 ** 2)
 
 
+def test_stem_head_and_hidden_widths_as_choices(tmp_path):
+    """`out: [..]` on the stem, head and hidden layer makes their widths choices: asked by name, enumerated in
+    ops(), counted in the size; a single value stays fixed and is never asked."""
+    text = TINY_SPACE.replace("stem: {kernel: 3, stride: 2, out: 8,", "stem: {kernel: 3, stride: 2, out: [4, 8],")
+    text = text.replace("head: {out: 64,", "head: {out: [32, 64],").replace("hidden: {out: 0,", "hidden: {out: [0, 16],")
+    (tmp_path / "w.yaml").write_text(text)
+    space = load_space(str(tmp_path / "w.yaml"))
+    assert space.size == 8 * load_space_text(tmp_path, TINY_SPACE).size
+    asked = {}
+    arch = space.sample(lambda n, o: asked.setdefault(n, o[-1]))
+    assert asked["stem_out"] == 8 and asked["head_out"] == 64 and asked["hidden_out"] == 16
+    assert (arch.stem.out, arch.features, arch.hidden) == (8, 64, 16)
+    rng, seen = random.Random(2), set()
+    for _ in range(3000):
+        seen |= set(arch_ops(space.random_arch(rng)))
+    assert seen == space.ops()
+    narrow = space.sample(lambda n, o: o[0])
+    assert (narrow.stem.out, narrow.features, narrow.hidden) == (4, 32, 0)
+    assert space.params_for(narrow)["hidden_out"] == 0
+    assert space.params_for(narrow.replace(hidden=8)) is None and space.params_for(arch.replace(hidden=8)) is None
+
+
+def load_space_text(tmp_path, text):
+    (tmp_path / "plain.yaml").write_text(text)
+    return load_space(str(tmp_path / "plain.yaml"))
+
+
 def test_unknown_space_lists_available():
     with pytest.raises(UserError, match="v3_small"):
         load_space("nope")
@@ -74,6 +107,8 @@ def test_unknown_space_lists_available():
     (lambda s: s.replace("name: tiny", "name: tiny\nwidth: 2"), "width"),
     (lambda s: s.replace("depth: [1, 2], out: [8, 16]", "depth: [], out: [8, 16]"), "depth"),
     (lambda s: s + "\n  bad: [", "YAML"),
+    (lambda s: s.replace("head: {out: 64,", "head: {out: [],"), "head.out"),
+    (lambda s: s.replace("stem: {kernel: 3, stride: 2, out: 8,", "stem: {kernel: 3, stride: 2, out: [8, 0],"), "stem.out"),
 ])
 def test_malformed_space_names_the_key(tmp_path, edit, match):
     p = tmp_path / "bad.yaml"

@@ -21,20 +21,21 @@ from mnas.supernet import Supernet, SupernetSettings, train_supernet
 from mnas.supernet.train import cache_dir
 
 # Stride 16 in all, so the proxy rule sets the stem's stride to 1; expand 1 makes depthwise-separable blocks;
-# kernels 3/5/7 exercise the kernel transforms; stage 2 has stride 1 (a residual can cross the stage boundary).
+# kernels 3/5/7 exercise the kernel transforms; stage 2 has stride 1 (a residual can cross the stage boundary);
+# the stem's, head's and hidden layer's widths are choices (sliced like the stages' widths).
 TINY = """
 name: tiny
 resolution: 64
 num_classes: 10
-stem: {kernel: 3, stride: 2, out: 8, act: hswish}
+stem: {kernel: 3, stride: 2, out: [4, 8], act: hswish}
 block: {kernel: [3, 5, 7], expand: [1, 3], se: [false, true], act: [relu, hswish]}
 stages:
   - {depth: [1, 2], out: [8, 16], stride: 2}
   - {depth: [1, 2], out: [16, 24], stride: 1}
   - {depth: [1, 2], out: [24, 32], stride: 2}
   - {depth: [1], out: [32, 40], stride: 2}
-head: {out: 48, act: hswish}
-hidden: {out: 32, act: hswish}
+head: {out: [40, 48], act: hswish}
+hidden: {out: [24, 32], act: hswish}
 dropout: 0.1
 """
 FAST = dict(batch_size=64, lr=0.4, label_smoothing=0.0, n_random=1, augment=False, max_stride=16)  # 16: cheaper
@@ -95,6 +96,7 @@ def test_subnets_equal_their_extracted_models(space):
     rng = random.Random(0)
     archs = [space.extreme(True), space.extreme(False)] + [space.random_arch(rng) for _ in range(25)]
     assert {b.type for a in archs for b in a.blocks} == {"ds", "ir"}
+    assert {(a.stem.out, a.features, a.hidden) for a in archs} >= {(4, 40, 24), (8, 48, 32), (4, 48, 24)}
     for arch in archs:
         net.set_active(arch)
         with torch.no_grad():
@@ -115,6 +117,9 @@ def test_archs_outside_the_space_are_refused(space):
     wide = arch.replace(blocks=arch.blocks[:-1] + (dataclasses.replace(arch.blocks[-1], out=64),))
     with pytest.raises(UserError, match="not in search space"):
         net.set_active(wide)
+    for odd in (arch.replace(hidden=28), arch.replace(head=(dataclasses.replace(arch.head[0], out=44),))):
+        with pytest.raises(UserError, match="not in search space"):  # widths between the choices
+            net.set_active(odd)
 
 
 def test_supernet_learns(space, digits, trained, cache):

@@ -79,6 +79,9 @@ class BlockConfig:
                "True only for a 'ds' block")
         _check(self.type != "conv" or not self.residual, "residual", self.residual, "False for a 'conv' block")
 
+    def replace(self, **kw) -> "BlockConfig":
+        return dataclasses.replace(self, **kw)
+
     def to_string(self, prefix: str | None = None) -> str:
         t = [prefix or self.type, f"k{self.kernel}", f"s{self.stride}"]
         t += [f"e{self.exp}"] if self.type == "ir" else []

@@ -1,8 +1,10 @@
 """Declarative search spaces (search_spaces/*.yaml): load and validate, sample an ArchConfig, list its ops.
 
-A space is a fixed stem, stages (searched depth and width, fixed stride) of blocks (searched kernel, expansion t,
-SE, activation), and a fixed head. Sampling is define-by-run: `space.sample(trial.suggest_categorical)` asks
-only for the blocks that the sampled depth creates; `space.random_arch(rng)` uses the same code path.
+A space is a stem, stages (searched depth and width, fixed stride) of blocks (searched kernel, expansion t,
+SE, activation), a head conv and a hidden layer; the stem's, head's and hidden layer's widths may be choices too
+(`out: [8, 16]`), so that width-multiplied hand designs are points of the space. Sampling is define-by-run:
+`space.sample(trial.suggest_categorical)` asks only for the blocks that the sampled depth creates;
+`space.random_arch(rng)` uses the same code path. A single-valued choice is fixed and never asked.
 """
 from __future__ import annotations
 
@@ -47,21 +49,25 @@ def make_block(cin: int, out: int, stride: int, kernel: int, expand: float, se: 
 
 @dataclass(frozen=True)
 class Space:
+    """`stem` and `head` are templates whose `out` is the first of `stem_out` / `head_out` (the choices)."""
     name: str
     resolution: int
     num_classes: int
     stem: BlockConfig
     stages: tuple[Stage, ...]
     head: tuple[BlockConfig, ...]
-    hidden: int
+    hidden_out: tuple[int, ...]
     hidden_act: str
     dropout: float
+    stem_out: tuple[int, ...]
+    head_out: tuple[int, ...]
 
     def sample(self, choose) -> ArchConfig:
         """Build an arch from `choose(name, choices) -> value` (e.g. optuna's trial.suggest_categorical).
         Single-valued choices are fixed and not asked."""
         pick = lambda name, options: options[0] if len(options) == 1 else choose(name, list(options))  # noqa: E731
-        blocks, cin = [], self.stem.out
+        stem = self.stem.replace(out=pick("stem_out", self.stem_out))
+        blocks, cin = [], stem.out
         for i, st in enumerate(self.stages):
             depth, out = pick(f"s{i}_depth", st.depth), pick(f"s{i}_out", st.out)
             for j in range(depth):
@@ -69,7 +75,8 @@ class Space:
                 blocks.append(make_block(cin, out, st.stride if j == 0 else 1, pick(p + "kernel", st.kernel),
                                          pick(p + "expand", st.expand), pick(p + "se", st.se), pick(p + "act", st.act)))
                 cin = out
-        return ArchConfig(stem=self.stem, blocks=tuple(blocks), head=self.head, hidden=self.hidden,
+        head = tuple(h.replace(out=pick("head_out", self.head_out)) for h in self.head)
+        return ArchConfig(stem=stem, blocks=tuple(blocks), head=head, hidden=pick("hidden_out", self.hidden_out),
                           hidden_act=self.hidden_act, dropout=self.dropout, num_classes=self.num_classes,
                           resolution=self.resolution)
 
@@ -84,8 +91,7 @@ class Space:
 
     def params_for(self, arch: ArchConfig) -> dict | None:
         """The trial parameters that make `sample` return `arch` (ignoring num_classes/resolution), or None."""
-        fixed = dict(stem=self.stem, head=self.head, hidden=self.hidden, hidden_act=self.hidden_act)
-        if any(getattr(arch, k) != v for k, v in fixed.items()):
+        if not self.frame_fits(arch):
             return None
         options = []
         for i, st in enumerate(self.stages):
@@ -118,13 +124,26 @@ class Space:
                     return done
             return None
 
-        params = search(0, 0, self.stem.out, {})
+        params = search(0, 0, arch.stem.out, {})
         if params is None:
             return None
+        params.update(stem_out=arch.stem.out, head_out=arch.features, hidden_out=arch.hidden)
         names = set(self._choice_names())
         return {k: v for k, v in params.items() if k in names}
 
+    def frame_fits(self, arch: ArchConfig) -> bool:
+        """Whether the arch's stem, head convs and hidden layer are those of the space at one of its widths."""
+        if arch.stem.out not in self.stem_out or arch.stem != self.stem.replace(out=arch.stem.out):
+            return False
+        if arch.hidden not in self.hidden_out or arch.hidden and arch.hidden_act != self.hidden_act:
+            return False
+        if len(arch.head) != len(self.head):
+            return False
+        return not self.head or arch.head[0].out in self.head_out and \
+            arch.head == tuple(h.replace(out=arch.head[0].out) for h in self.head)
+
     def _choice_names(self):
+        yield from [k for k in ("stem_out", "head_out", "hidden_out") if len(getattr(self, k)) > 1]
         for i, st in enumerate(self.stages):
             yield from [f"s{i}_{k}" for k in ("depth", "out") if len(getattr(st, k)) > 1]
             for j in range(max(st.depth)):
@@ -133,28 +152,27 @@ class Space:
     def ops(self) -> set[OpKey]:
         """Every op any arch of the space can contain, at the deployment resolution."""
         res = self.resolution
-        keys, couts = {_op(self.stem, 3, res, "stem")}, {self.stem.out}
-        res = -(-res // self.stem.stride)
+        keys = {_op(self.stem.replace(out=c), 3, res, "stem") for c in self.stem_out}
+        couts, res = set(self.stem_out), -(-res // self.stem.stride)
         for st in self.stages:
             for cin, out, k, t, se, act in itertools.product(couts, st.out, st.kernel, st.expand, st.se, st.act):
                 keys.add(_op(make_block(cin, out, st.stride, k, t, se, act), cin, res))
                 if max(st.depth) > 1:
                     keys.add(_op(make_block(out, out, 1, k, t, se, act), out, -(-res // st.stride)))
             couts, res = set(st.out), -(-res // st.stride)
-        for cin in couts:
+        for cin, out in itertools.product(couts, self.head_out if self.head else ()):
             for h in self.head:
-                keys.add(_op(h, cin, res, "head"))
-                cin = h.out
-        features = self.head[-1].out if self.head else None
-        for cin in ([features] if features else couts):
-            keys.add(OpKey("classifier", res, cin, self.hidden, self.num_classes, 1, 1, 0,
-                           self.hidden_act if self.hidden else "relu", False, False))
+                keys.add(_op(h.replace(out=out), cin, res, "head"))
+                cin = out
+        for cin, hidden in itertools.product(self.head_out if self.head else couts, self.hidden_out):
+            keys.add(OpKey("classifier", res, cin, hidden, self.num_classes, 1, 1, 0,
+                           self.hidden_act if hidden else "relu", False, False))
         return keys
 
     @property
     def size(self) -> int:
         """Number of distinct architectures in the space."""
-        total = 1
+        total = len(self.stem_out) * len(self.head_out) * len(self.hidden_out)
         for st in self.stages:
             per_block = len(st.kernel) * len(st.expand) * len(st.se) * len(st.act)
             total *= len(st.out) * sum(per_block ** d for d in st.depth)
@@ -213,13 +231,26 @@ def _parse(d) -> Space:
         _validate_choices(f"stages[{i}]", merged)
         stages.append(Stage(tuple(merged["depth"]), tuple(merged["out"]), merged["stride"], tuple(merged["kernel"]),
                             tuple(merged["expand"]), tuple(merged["se"]), tuple(merged["act"])))
-    stem = BlockConfig("conv", d["stem"]["kernel"], d["stem"]["stride"], d["stem"]["out"], d["stem"]["act"])
-    head = (BlockConfig("conv", 1, 1, d["head"]["out"], d["head"]["act"]),)
     hidden = d.get("hidden") or {"out": 0, "act": "hswish"}
+    stem_out, head_out, hidden_out = (_widths(k, v) for k, v in (("stem", d["stem"]), ("head", d["head"]),
+                                                                  ("hidden", hidden)))
+    stem = BlockConfig("conv", d["stem"]["kernel"], d["stem"]["stride"], stem_out[0], d["stem"]["act"])
+    head = (BlockConfig("conv", 1, 1, head_out[0], d["head"]["act"]),)
     space = Space(str(d["name"]), int(d.get("resolution", 224)), int(d.get("num_classes", 1000)), stem, tuple(stages),
-                  head, int(hidden["out"]), hidden["act"], float(d.get("dropout", 0.0)))
+                  head, hidden_out, hidden["act"], float(d.get("dropout", 0.0)), stem_out, head_out)
     space.extreme(True), space.extreme(False)  # both ends build valid ArchConfigs
     return space
+
+
+def _widths(where: str, d) -> tuple[int, ...]:
+    """A layer's `out`: one channel count or a list of choices (hidden may be 0: no hidden layer)."""
+    v = d.get("out") if isinstance(d, dict) else None
+    v = v if isinstance(v, list) else [v]
+    lo = 0 if where == "hidden" else 1
+    if not v or not all(isinstance(c, int) and not isinstance(c, bool) and lo <= c <= 8192 for c in v):
+        raise ValueError(f"{where}.out must be a channel count {lo}..8192 or a non-empty list of them, got "
+                         f"{d.get('out') if isinstance(d, dict) else d!r}")
+    return tuple(v)
 
 
 def _validate_choices(where: str, s: dict) -> None:

@@ -3,7 +3,8 @@ space as a sub-network (`set_active(arch)`), and `extract(arch)` to an ordinary 
 
 Every dimension the space searches is a slice of the largest tensors (Once-for-All, Cai et al. 2020):
   depth      the first d blocks of each stage run;
-  width      a stage's blocks produce the first `out` channels;
+  width      a stage's blocks produce the first `out` channels; so do the stem and the head conv, and the hidden
+             layer its first `hidden` units (the widths that make width-multiplied hand designs points of a space);
   expansion  the first `exp` expanded channels (a t=1 block is depthwise-separable: it skips the expansion conv
              and runs the depthwise conv, SE and projection on its first `cin` channels);
   kernel     the centre of the largest depthwise kernel, passed through a small learned per-layer transform
@@ -21,7 +22,7 @@ from torch import nn
 
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig, make_divisible
-from mnas.nn.blocks import Classifier, build_block, make_act
+from mnas.nn.blocks import Classifier, make_act
 from mnas.nn.models import build, init_weights
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.space import Space, make_block
@@ -117,17 +118,30 @@ class ElasticBlock(nn.Module):
         return x + y if b.residual else y
 
 
-class ElasticHead(nn.Module):
-    """A fixed 1x1 head conv (conv, bn1, act1) whose input width follows the last stage's active width."""
+class ElasticConvBnAct(nn.Module):
+    """A plain conv (the stem, the 1x1 head conv) with ConvBnAct's module names whose output is its first `out`
+    channels and whose input width follows the input's."""
 
-    def __init__(self, cin: int, out: int, act: str):
+    def __init__(self, cin: int, out: int, kernel: int, stride: int, act: str):
         super().__init__()
-        self.conv = ElasticConv(cin, out, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out)
+        self.conv = nn.Conv2d(cin, out, kernel, stride, padding=kernel // 2, bias=False)
+        self.bn1 = ElasticBatchNorm(out)
         self.act1 = make_act(act)
 
-    def forward(self, x):
-        return self.act1(self.bn1(self.conv(x)))
+    def forward(self, x, out):
+        c = self.conv
+        return self.act1(self.bn1(F.conv2d(x, c.weight[:out, :x.shape[1]], None, c.stride, c.padding)))
+
+
+class ElasticClassifier(Classifier):
+    """Classifier (pool, hidden linear + act, dropout, linear) over the input's features and the first `hidden`
+    hidden units."""
+
+    def forward(self, x, hidden):
+        x = torch.flatten(self.pool(x), 1)
+        if hidden:
+            x = self.act(F.linear(x, self.fc_hidden.weight[:hidden, :x.shape[1]], self.fc_hidden.bias[:hidden]))
+        return F.linear(self.dropout(x), self.fc.weight[:, :x.shape[1]], self.fc.bias)
 
 
 class Supernet(nn.Module):
@@ -138,8 +152,9 @@ class Supernet(nn.Module):
         super().__init__()
         self.space, self.num_classes, self.max_stride = space, num_classes, max_stride
         largest = proxy_arch(space.extreme(largest=True).replace(in_chans=in_chans), num_classes, max_stride)
-        self.stem = build_block(in_chans, largest.stem)
-        self.starts, blocks, cins = [], [], {space.stem.out}
+        st = largest.stem
+        self.stem = ElasticConvBnAct(in_chans, st.out, st.kernel, st.stride, st.act)
+        self.starts, blocks, cins = [], [], set(space.stem_out)
         for st in space.stages:
             self.starts.append(len(blocks))
             stride = largest.blocks[len(blocks)].stride  # the largest arch has every block position
@@ -152,10 +167,10 @@ class Supernet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         heads, cin = [], max(cins)
         for h in largest.head:
-            heads.append(ElasticHead(cin, h.out, h.act))
+            heads.append(ElasticConvBnAct(cin, h.out, 1, 1, h.act))
             cin = h.out
         self.head = nn.Sequential(*heads)
-        self.classifier = Classifier(largest.features, largest.hidden, largest.hidden_act, largest.dropout,
+        self.classifier = ElasticClassifier(largest.features, largest.hidden, largest.hidden_act, largest.dropout,
                                      num_classes)
         init_weights(self)
         self.largest = largest
@@ -171,7 +186,7 @@ class Supernet(nn.Module):
         """Supernet block indices of arch.blocks (stage depths tried in the space's order), or None."""
         if i == len(self.space.stages):
             return [] if pos == len(arch.blocks) else None
-        st, cin = self.space.stages[i], self.space.stem.out if cin is None else cin
+        st, cin = self.space.stages[i], arch.stem.out if cin is None else cin
         for d in st.depth:
             bs = arch.blocks[pos:pos + d]
             if len(bs) == d and all(b.out == bs[0].out and self._fits(st, b, cin if j == 0 else b.out, j == 0)
@@ -185,8 +200,7 @@ class Supernet(nn.Module):
         """(supernet block index of each of the arch's blocks, the arch's proxy variant); UserError if the arch
         is not in the space. About a millisecond."""
         sp = self.space
-        same = (arch.stem, arch.head, arch.hidden, arch.hidden_act) == (sp.stem, sp.head, sp.hidden, sp.hidden_act)
-        idx = self._positions(arch) if same else None
+        idx = self._positions(arch) if sp.frame_fits(arch) else None
         if idx is None:
             raise UserError(f"arch is not in search space {sp.name!r}, so the supernet has no weights for it: "
                             f"{arch.to_string()}")
@@ -204,10 +218,13 @@ class Supernet(nn.Module):
             self.blocks[i].cfg = b
 
     def forward(self, x):
-        x = self.stem(x)
+        a = self.arch
+        x = self.stem(x, a.stem.out)
         for i in self.active:
             x = self.blocks[i](x)
-        return self.classifier(self.head(x))
+        for h, cfg in zip(self.head, a.head):
+            x = h(x, cfg.out)
+        return self.classifier(x, a.hidden)
 
     @torch.no_grad()
     def extract(self, arch: ArchConfig) -> nn.Module:
