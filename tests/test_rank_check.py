@@ -146,10 +146,12 @@ def test_iso_window_and_the_hand_designs_inside_it():
     space = load_space("v3_small")
     pixel = lambda a: predict(a, "pixel")  # noqa: E731
     everywhere = window_hand_designs(space, (0, 1000), pixel)
-    assert list(everywhere.values()) == ["mobilenet_v3_small x1.0"]  # the only V3 that v3_small expresses
-    ms = pixel(next(iter(everywhere)))
-    assert window_hand_designs(space, (0.9 * ms, 1.1 * ms), pixel) == everywhere
-    assert window_hand_designs(space, (0.5 * ms, 0.9 * ms), pixel) == {}
+    names = [f"MobileNetV3-Small {w}" for w in (0.5, 0.75, 1.0)]  # the hand designs v3_small expresses
+    assert sorted(everywhere.values()) == names
+    arch = {label: a for a, label in everywhere.items()}["MobileNetV3-Small 1.0"]
+    ms = pixel(arch)
+    assert window_hand_designs(space, (0.9 * ms, 1.1 * ms), pixel) == {arch: "MobileNetV3-Small 1.0"}
+    assert set(window_hand_designs(space, (0.5 * ms, 0.9 * ms), pixel).values()) == {"MobileNetV3-Small 0.75"}
 
 
 def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path):
@@ -161,9 +163,9 @@ def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path)
     archs = spread_archs(tiny_space, 4, macs, pool=60)
     accs = {(a, s): 0.5 + 0.1 * i + 0.01 * s for i, a in enumerate(archs) for s in (0, 1)}
     rank_check(archs, macs, macs, lambda a, s: accs[(a, s)], [0, 1], tmp_path / "first",
-               hand={archs[2]: "mobilenet_v3_small x1.0"})
+               hand={archs[2]: "MobileNetV3-Small 1.0"})
     first = pd.read_csv(tmp_path / "first" / "rank.csv")
-    assert list(first["hand"].fillna("")) == ["", "", "mobilenet_v3_small x1.0", ""]
+    assert list(first["hand"].fillna("")) == ["", "", "MobileNetV3-Small 1.0", ""]
     known = load_standalone(tmp_path / "first", archs, [0, 1])
     assert known[(archs[1].to_string(), 1)][0] == pytest.approx(0.61) and len(known) == 8
 

@@ -79,9 +79,9 @@ def iso_window(iso_ms: float | None, window_ms) -> tuple[float, float] | None:
 
 
 def window_hand_designs(space: Space, window: tuple[float, float], latency_fn) -> dict[ArchConfig, str]:
-    """The V3 hand designs (widths 0.5-1.25) that are points of the space and lie inside window, by name."""
+    """The hand designs that are points of the space and lie inside window, by name."""
     from mnas.search.study import space_baselines
-    return {arch: label for arch, (label, _) in space_baselines(space, (0.5, 0.75, 1.0, 1.25)).items()
+    return {arch: label for arch, (label, _) in space_baselines(space).items()
             if window[0] <= latency_fn(arch) <= window[1]}
 
 

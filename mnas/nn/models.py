@@ -131,7 +131,7 @@ def hand_designs(resolution: int = 224, num_classes: int = 1000) -> list[tuple[s
         label = FAMILIES[family][1]
         for v in values:
             if family != "v2_res" or v < resolution:
-                name = f"{label} 1.0 @{v}px" if family == "v2_res" else f"{label} {v:g}"
+                name = f"{label} 1.0 @{v}px" if family == "v2_res" else f"{label} {float(v)}"
                 out.append((family, v, name, variant(family, v, resolution, num_classes)[2]))
     return out
 

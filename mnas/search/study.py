@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
-from mnas.nn.models import BASELINES, hand_designs
+from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.search import report
@@ -94,19 +94,19 @@ def recover_interrupted(study: optuna.Study) -> int:
     return n
 
 
-def space_baselines(space: Space, widths=(0.75, 1.0, 1.25)) -> dict[ArchConfig, tuple[str, dict]]:
-    """The V3 baselines of these widths that are points of the space: arch -> (label, the space's parameters)."""
+def space_baselines(space: Space) -> dict[ArchConfig, tuple[str, dict]]:
+    """The published hand designs (mnas.nn.models.HAND_DESIGNS) that are points of the space, at its deployment
+    shape: arch -> (label, e.g. "MobileNetV3-Small 0.75", the space's parameters)."""
     found = {}
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        for width in widths:
-            arch = BASELINES[name](width=width, resolution=space.resolution, num_classes=space.num_classes)
-            if (params := space.params_for(arch)) is not None:
-                found[arch] = (f"{name} x{width}", params)
+    for _, _, label, arch in hand_designs(space.resolution, space.num_classes):
+        if (params := space.params_for(arch)) is not None:
+            found[arch] = (label, params)
     return found
 
 
 def enqueue_baselines(study: optuna.Study, space: Space) -> list[str]:
-    """The V3 baselines (widths 0.75/1.0/1.25) that the space can express, as the first trials."""
+    """The hand designs that the space can express (e.g. MobileNetV3-Small 0.5/0.75/1.0 in v3_small), as the
+    first trials."""
     names = []
     for label, params in space_baselines(space).values():
         study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
@@ -219,9 +219,11 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
                      + rec["check"])
         return "\n".join(lines)
     if rec["unscored"]:
-        lines.append(f"not scored by this search (not points of the {space_name} space): {', '.join(rec['unscored'])}"
-                     "; the find is not shown to beat them. Before shipping, train them side by side (proxy test, "
-                     "3 seeds):\n  " + rec["check"])
+        inside = {r["model"] for r in rivals if r["in_space"]}
+        why = ", ".join(f"{m} ({'not a trial of this study' if m in inside else f'not a point of the {space_name} space'})"
+                        for m in rec["unscored"])
+        lines.append(f"not scored by this search: {why}; the find is not shown to beat them. Before shipping, train "
+                     "them side by side (proxy test, 3 seeds):\n  " + rec["check"])
     return "\n".join(lines)
 
 
