@@ -248,3 +248,38 @@ def test_search_cli_with_the_supernet_estimator(tmp_path):
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 2 and trials["accuracy"].between(0, 1).all()
     assert len(list((tmp_path / "cache").glob("*/log.csv"))) == 1
+
+
+def test_bf16_precision(space, tmp_path):
+    """precision=bf16 runs the forward passes under bfloat16 autocast: a new cache entry (fp32's key is unchanged
+    by the option's existence), finite losses, fp32 weights that differ from an fp32 run of the same steps (the
+    autocast took effect); an unknown precision is one clear line."""
+    from mnas.supernet.train import settings_key
+    assert "precision" not in settings_key(SupernetSettings())
+    small = load("digits", val_size=0.2, train_subset=128)
+    s = SupernetSettings(epochs=1, **dict(FAST, batch_size=32), precision="bf16")
+    fp32 = dataclasses.replace(s, precision="fp32")
+    assert cache_dir(space, small, s, tmp_path) != cache_dir(space, small, fp32, tmp_path)
+    half, info = train_supernet(space, small, s, tmp_path / "bf16", max_steps=3, checkpoint_every=1, progress=False)
+    full, _ = train_supernet(space, small, fp32, tmp_path / "fp32", max_steps=3, checkpoint_every=1, progress=False)
+    log = pd.read_csv(tmp_path / "bf16" / "log.csv")
+    assert info["step"] == 3 and len(log) == 3 and log[["loss_largest", "loss_others"]].notna().all().all()
+    a, b = half.state_dict(), full.state_dict()
+    assert all(t.dtype == torch.float32 for t in a.values() if t.is_floating_point())
+    assert not a["classifier.fc.weight"].equal(b["classifier.fc.weight"])
+    with pytest.raises(UserError, match="precision='fp16' is invalid: use one of fp32, bf16"):
+        SupernetSettings(precision="fp16")
+
+
+def test_speed_benchmark(space, tmp_path):
+    """mnas.bench.supernet_speed times each precision x memory format and writes speed.csv and speed.png; the
+    same seed gives the same first losses in fp32 whatever the memory format."""
+    from mnas.bench.supernet_speed import run
+    df = run(space, steps=1, warmup=0, batch_size=8, n_random=1, out_dir=tmp_path)
+    assert list(zip(df.precision, df.memory_format)) == [("fp32", "channels_last"), ("fp32", "contiguous"),
+                                                         ("bf16", "channels_last"), ("bf16", "contiguous")]
+    assert (df.subnet_img_per_s > 0).all() and df.speedup.iloc[0] == 1.0 and (df.subnets_per_step == 2).all()
+    assert df.loss_largest.iloc[0] == pytest.approx(df.loss_largest.iloc[1], rel=1e-4)
+    assert (tmp_path / "speed.csv").exists() and (tmp_path / "speed.png").stat().st_size > 1000
+    with pytest.raises(UserError, match="unknown memory format"):
+        run(space, steps=1, formats=("nhwc",), out_dir=tmp_path)

@@ -59,6 +59,7 @@ class SupernetSettings:
     max_stride: int = 8  # the proxy rule (mnas.nn.proxy)
     augment: bool = True
     seed: int = 0
+    precision: str = "fp32"  # "bf16": forward passes under CPU/GPU autocast to bfloat16 (weights, optimizer fp32)
 
     def __post_init__(self):
         for k in ("epochs", "batch_size", "resolution", "max_stride"):
@@ -66,12 +67,15 @@ class SupernetSettings:
                 raise UserError(f"supernet {k}={getattr(self, k)!r} is invalid: use a positive integer")
         if not self.lr > 0 or self.n_random < 0:
             raise UserError(f"supernet lr={self.lr}, n_random={self.n_random}: lr must be > 0, n_random >= 0")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"supernet precision={self.precision!r} is invalid: use one of {', '.join(PRECISIONS)}")
         if not self.smallest and self.n_random == 0:
             raise UserError("supernet smallest=false with n_random=0 would train the largest sub-network only: "
                             "use n_random >= 1 or smallest=true")
 
 
-LATER_OPTIONS = {"smallest": True}  # settings added after VERSION 1, with the defaults that match the old training
+PRECISIONS = ("fp32", "bf16")
+LATER_OPTIONS = {"smallest": True, "precision": "fp32"}  # added after VERSION 1, at the defaults of the old training
 
 
 def settings_key(s: SupernetSettings) -> dict:
@@ -145,7 +149,9 @@ def train_step(net: Supernet, opt, archs, x, y, s: SupernetSettings, world: int 
     losses = []
     for n, arch in enumerate(archs):
         net.set_active(arch)
-        logits = net(x)
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=s.precision == "bf16"):
+            logits = net(x)
+        logits = logits.float()
         if n == 0 or not s.distill:
             loss = F.cross_entropy(logits, y, label_smoothing=s.label_smoothing)
             soft = logits.detach().softmax(1)
@@ -239,6 +245,11 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
         (out_dir / "settings.json").write_text(json.dumps({"space": space.name, "data": data.name,
                                                             "train_images": len(data.train), "world": world,
                                                             **dataclasses.asdict(s)}, indent=2))
+    if s.precision == "bf16" and device.type == "cpu" and rank == 0 and \
+            "AVX512" not in torch.backends.cpu.get_cpu_capability():
+        print(f"warning: precision=bf16 on a CPU without AVX-512 (PyTorch reports "
+              f"{torch.backends.cpu.get_cpu_capability()}): convolutions take PyTorch's slow path, measured 14x "
+              "slower than fp32 on such a CPU; check with python -m mnas.bench.supernet_speed", file=sys.stderr)
     largest, smallest = space.extreme(largest=True), space.extreme(largest=False) if s.smallest else None
     bar = tqdm(total=total, initial=step, desc="supernet", unit="step",
                disable=not progress or rank != 0 or not sys.stderr.isatty())
