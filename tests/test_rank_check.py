@@ -1,5 +1,6 @@
 """rank_check benchmark machinery on a tiny space with digits: archs spread over latency, stand-alone runs in two
 worker processes equal in-process runs, every finished cell is kept (resume), the summary and plot are written."""
+import dataclasses
 import json
 
 import pandas as pd
@@ -157,7 +158,7 @@ def test_iso_window_and_the_hand_designs_inside_it():
 def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path):
     """standalone_from: a second estimator setting on the same archs trains nothing again and keeps the first
     run's accuracies; a run of other archs, or a folder without rank.csv, is refused in one line."""
-    from mnas.bench.rank_check import load_standalone
+    from mnas.bench.rank_check import load_standalone, standalone_archs
     from mnas.errors import UserError
 
     archs = spread_archs(tiny_space, 4, macs, pool=60)
@@ -180,6 +181,14 @@ def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path)
         load_standalone(tmp_path / "first", archs[:3], [0, 1])
     with pytest.raises(UserError, match="rank.csv"):
         load_standalone(tmp_path, archs, [0, 1])
+    picked, hand = standalone_archs(tmp_path / "first", tiny_space)  # what standalone_from= scores
+    assert picked == archs and hand == {archs[2]: "MobileNetV3-Small 1.0"}
+    first_stage = tiny_space.stages[0]
+    narrower = dataclasses.replace(tiny_space, stages=(dataclasses.replace(first_stage, out=first_stage.out[:1]),
+                                                       *tiny_space.stages[1:]))
+    assert any(narrower.params_for(a) is None for a in archs)
+    with pytest.raises(UserError, match="not points of space"):
+        standalone_archs(tmp_path / "first", narrower)
 
 
 def test_score_only_and_a_summary_over_the_complete_archs(tiny_space, tmp_path):

@@ -71,7 +71,8 @@ def test_stem_head_and_hidden_widths_as_choices(tmp_path):
     """`out: [..]` on the stem, head and hidden layer makes their widths choices: asked by name, enumerated in
     ops(), counted in the size; a single value stays fixed and is never asked."""
     text = TINY_SPACE.replace("stem: {kernel: 3, stride: 2, out: 8,", "stem: {kernel: 3, stride: 2, out: [4, 8],")
-    text = text.replace("head: {out: 64,", "head: {out: [32, 64],").replace("hidden: {out: 0,", "hidden: {out: [0, 16],")
+    text = text.replace("head: {out: 64,", "head: {out: [32, 64],")
+    text = text.replace("hidden: {out: 0,", "hidden: {out: [0, 16],")
     (tmp_path / "w.yaml").write_text(text)
     space = load_space(str(tmp_path / "w.yaml"))
     assert space.size == 8 * load_space_text(tmp_path, TINY_SPACE).size
@@ -108,7 +109,8 @@ def test_unknown_space_lists_available():
     (lambda s: s.replace("depth: [1, 2], out: [8, 16]", "depth: [], out: [8, 16]"), "depth"),
     (lambda s: s + "\n  bad: [", "YAML"),
     (lambda s: s.replace("head: {out: 64,", "head: {out: [],"), "head.out"),
-    (lambda s: s.replace("stem: {kernel: 3, stride: 2, out: 8,", "stem: {kernel: 3, stride: 2, out: [8, 0],"), "stem.out"),
+    (lambda s: s.replace("stem: {kernel: 3, stride: 2, out: 8,", "stem: {kernel: 3, stride: 2, out: [8, 0],"),
+     "stem.out"),
 ])
 def test_malformed_space_names_the_key(tmp_path, edit, match):
     p = tmp_path / "bad.yaml"

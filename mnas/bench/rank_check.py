@@ -28,8 +28,9 @@ there (summary.json's standalone_vs_macs_tau against kendall_tau)?
 
     python -m mnas.bench.rank_check iso_ms=15 n=8 standalone_from=<that run> estimator.finetune_steps=50
 
-scores the same archs with another estimator setting and reuses that run's stand-alone accuracies (the costly
-part) instead of training them again; its archs must be this run's.
+scores that run's archs with another estimator setting and reuses its stand-alone accuracies (the costly part)
+instead of training them again; the archs are read from its rank.csv, so they need only be points of the space
+(a wider version of the space still scores them).
 """
 from __future__ import annotations
 
@@ -96,8 +97,8 @@ def window_archs(space: Space, n: int, latency_fn, macs_fn, window: tuple[float,
     rng = random.Random(seed)
     archs = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if lo <= latency_fn(a) <= hi]
     if len(archs) < n:
-        raise UserError(f"only {len(archs)} of {pool} random archs of {space.name} lie within window_ms={list(window)}: "
-                        f"widen the window, raise pool or lower n={n}")
+        raise UserError(f"only {len(archs)} of {pool} random archs of {space.name} lie within "
+                        f"window_ms={list(window)}: widen the window, raise pool or lower n={n}")
     macs = np.array([macs_fn(a) for a in archs])
     picked = []
     for target in np.linspace(macs.min(), macs.max(), n):
@@ -152,6 +153,22 @@ def load_standalone(run_dir: Path, archs: list, seeds) -> dict:
         for s in done:  # the row's summed seconds spread evenly over its seeds
             known[(r["arch"], s)] = (float(r[f"standalone_seed{s}"]), float(r["standalone_s"]) / len(done))
     return known
+
+
+def standalone_archs(run_dir: Path, space: Space) -> tuple[list[ArchConfig], dict[ArchConfig, str]]:
+    """(archs, hand-design labels) of another rank_check run, to score another estimator (or the same estimator
+    on a later version of the space) on exactly those archs; refused in one line when one is not a point of space."""
+    path = run_dir / "rank.csv"
+    if not path.is_file():
+        raise UserError(f"standalone_from={run_dir} is not a rank_check run directory (it needs rank.csv)")
+    df = pd.read_csv(path)
+    archs = [ArchConfig.from_string(a) for a in df["arch"]]
+    outside = sum(space.params_for(a) is None for a in archs)
+    if outside:
+        raise UserError(f"standalone_from={run_dir}: {outside} of its {len(archs)} archs are not points of space "
+                        f"{space.name}, so its supernet has no weights for them: use the space of that run")
+    labels = df["hand"] if "hand" in df else [None] * len(df)
+    return archs, {a: h for a, h in zip(archs, labels) if isinstance(h, str) and h}
 
 
 def load_reference(run_dir: Path) -> tuple[dict, dict]:
@@ -344,7 +361,12 @@ def main(cfg):
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     sa, seeds, known, hand = c["standalone"], c["seeds"], None, {}
-    if c["reference"]:
+    if c.get("standalone_from") and c["reference"]:
+        raise UserError("give reference=<proxy_check run> or standalone_from=<rank_check run>, not both")
+    if c.get("standalone_from"):  # another estimator on that run's archs: they need not be re-picked identically
+        archs, hand = standalone_archs(Path(c["standalone_from"]), space)
+        known = load_standalone(Path(c["standalone_from"]), archs, seeds)
+    elif c["reference"]:
         ref, known = load_reference(Path(c["reference"]))
         check_reference(ref, d, e.get("max_stride", 8), c["seed"])
         base = [ArchConfig.from_string(a) for a in ref["archs"]]
@@ -360,10 +382,6 @@ def main(cfg):
         archs = sorted(dict.fromkeys([*picked, *hand]), key=macs_fn)
     else:
         archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
-    if c.get("standalone_from"):
-        if c["reference"]:
-            raise UserError("give reference=<proxy_check run> or standalone_from=<rank_check run>, not both")
-        known = load_standalone(Path(c["standalone_from"]), archs, seeds)
     data_args = config_args(d, c["seed"])
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)

@@ -220,8 +220,8 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
         return "\n".join(lines)
     if rec["unscored"]:
         inside = {r["model"] for r in rivals if r["in_space"]}
-        why = ", ".join(f"{m} ({'not a trial of this study' if m in inside else f'not a point of the {space_name} space'})"
-                        for m in rec["unscored"])
+        outside = f"not a point of the {space_name} space"
+        why = ", ".join(f"{m} ({'not a trial of this study' if m in inside else outside})" for m in rec["unscored"])
         lines.append(f"not scored by this search: {why}; the find is not shown to beat them. Before shipping, train "
                      "them side by side (proxy test, 3 seeds):\n  " + rec["check"])
     return "\n".join(lines)
