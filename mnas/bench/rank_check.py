@@ -137,13 +137,18 @@ def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, s
     return sorted(out, key=lat.get)
 
 
-def load_standalone(run_dir: Path, archs: list, seeds) -> dict:
-    """{(arch string, seed): (accuracy, seconds)} of another rank_check run's stand-alone cells, for the same
-    archs scored by another estimator setting; refused in one line when that run holds other archs."""
+def read_rank_csv(run_dir: Path) -> pd.DataFrame:
+    """Another rank_check run's rank.csv (for standalone_from=); a folder without one is refused in one line."""
     path = run_dir / "rank.csv"
     if not path.is_file():
         raise UserError(f"standalone_from={run_dir} is not a rank_check run directory (it needs rank.csv)")
-    df = pd.read_csv(path)
+    return pd.read_csv(path)
+
+
+def load_standalone(run_dir: Path, archs: list, seeds) -> dict:
+    """{(arch string, seed): (accuracy, seconds)} of another rank_check run's stand-alone cells, for the same
+    archs scored by another estimator setting; refused in one line when that run holds other archs."""
+    df = read_rank_csv(run_dir)
     if list(df["arch"]) != [a.to_string() for a in archs]:
         raise UserError(f"standalone_from={run_dir} holds other archs than this run: use the same n, pool, seed, "
                         "space and window (iso_ms / window_ms / fill_ms)")
@@ -158,10 +163,7 @@ def load_standalone(run_dir: Path, archs: list, seeds) -> dict:
 def standalone_archs(run_dir: Path, space: Space) -> tuple[list[ArchConfig], dict[ArchConfig, str]]:
     """(archs, hand-design labels) of another rank_check run, to score another estimator (or the same estimator
     on a later version of the space) on exactly those archs; refused in one line when one is not a point of space."""
-    path = run_dir / "rank.csv"
-    if not path.is_file():
-        raise UserError(f"standalone_from={run_dir} is not a rank_check run directory (it needs rank.csv)")
-    df = pd.read_csv(path)
+    df = read_rank_csv(run_dir)
     archs = [ArchConfig.from_string(a) for a in df["arch"]]
     outside = sum(space.params_for(a) is None for a in archs)
     if outside:
