@@ -28,6 +28,31 @@ OPTIMIZERS = ("sgd", "rmsprop")
 COLUMNS = ["epoch", "train_loss", "val_acc", "val_loss", "lr", "img_per_s", "seconds"]
 
 
+def pick_device(device=None) -> torch.device:
+    """The torch device to train on: `device` ("cpu", "cuda", "cuda:1", a torch.device) or, when None or "auto",
+    the GPU of this process (LOCAL_RANK under torchrun) when CUDA is available, else the CPU. A GPU asked for on a
+    machine without one is a UserError."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"device={device!r} is invalid: use auto, cpu or cuda[:<index>]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={device!r} asked for a GPU, but PyTorch sees none (torch {torch.__version__}): "
+                        "use device=cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device={device!r} is not supported: use auto, cpu or cuda[:<index>]")
+    return dev
+
+
+def device_of(model) -> torch.device:
+    """The device of the first parameter of `model`."""
+    return next(model.parameters()).device
+
+
 def _memory_format(model, channels_last: bool):
     """Put `model` in channels_last (or contiguous) memory format in place and return that format: on CPU,
     channels_last runs these depthwise/pointwise networks ~1.7x faster (measured: V2-1.0 proxy, 1 thread)."""
@@ -37,17 +62,18 @@ def _memory_format(model, channels_last: bool):
 
 
 def evaluate(model, split, resolution=32, batch_size=256, channels_last=True):
-    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution`. The model is
-    left in the memory format it ran in (channels_last by default, as `fit` trains)."""
+    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution`, on the model's
+    device. The model is left in the memory format it ran in (channels_last by default, as `fit` trains)."""
     if len(split) == 0:
         raise UserError("cannot evaluate on an empty split: use a larger val_size")
     was_training = model.training
     model.eval()
-    fmt = _memory_format(model, channels_last)
+    fmt, dev = _memory_format(model, channels_last), device_of(model)
     correct, loss = 0, 0.0
     with torch.inference_mode():
         for x, y in datasets.batches(split, batch_size, resolution, channels=model.arch.in_chans):
-            logits = model(x.contiguous(memory_format=fmt))
+            x, y = x.to(dev, memory_format=fmt), y.to(dev)
+            logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
     model.train(was_training)
@@ -60,9 +86,9 @@ def recalibrate_bn(model, split, resolution=32, images=1024, batch_size=128, see
     After a short training the running averages still remember the early weights, and eval-mode accuracy is
     near chance even when the network has learned (OFA recalibrates its sub-networks the same way)."""
     was_training = model.training
-    fmt = _memory_format(model, channels_last)
+    fmt, dev = _memory_format(model, channels_last), device_of(model)
     feed = datasets.batches(split, batch_size, resolution, shuffle=True, seed=seed, channels=model.arch.in_chans)
-    xs = (x.contiguous(memory_format=fmt) for _, (x, _) in zip(range(math.ceil(images / batch_size)), feed))
+    xs = (x.to(dev, memory_format=fmt) for _, (x, _) in zip(range(math.ceil(images / batch_size)), feed))
     reestimate_bn(model, xs)
     model.train(was_training)
 
@@ -103,7 +129,7 @@ def check_args(epochs, batch_size, lr, optimizer, max_steps):
 
 def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_decay=4e-5, label_smoothing=0.1,
         resolution=32, augment=True, channels_last=True, threads=None, max_steps=None, seed=0, progress=True,
-        log=None, bn_recalibration=True):
+        log=None, bn_recalibration=True, device=None):
     """Train `model` on data.train and evaluate on data.val after each epoch (and when max_steps stops it).
     `max_steps` caps the steps of `epochs` epochs; epochs=None runs as many epochs as max_steps needs.
 
@@ -111,8 +137,13 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
     Weight decay skips biases and BatchNorm. Before each evaluation the BatchNorm statistics are re-estimated on
     ~1000 training images (bn_recalibration, see recalibrate_bn). `log(row)` gets each epoch's row (COLUMNS;
     `seconds` is the wall time since the start). Returns {train_loss: per epoch, val_acc, val_loss, img_per_s,
-    seconds, steps, epochs: the rows}. `model` is an mnas model (it carries `.arch`)."""
+    seconds, steps, epochs: the rows}. `model` is an mnas model (it carries `.arch`).
+
+    It trains on `device` (pick_device: a GPU when there is one, unless device="cpu") and is left on the device
+    it came on, so callers that export or measure it on the CPU need not know where it trained."""
     check_args(epochs, batch_size, lr, optimizer, max_steps)
+    home, dev = device_of(model), pick_device(device)
+    model.to(dev)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -138,7 +169,8 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
             rate = lr_at(step, total, peak, warmup)
             for g in opt.param_groups:
                 g["lr"] = rate
-            loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), y, label_smoothing=label_smoothing)
+            x, y = x.to(dev, memory_format=fmt, non_blocking=True), y.to(dev, non_blocking=True)
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -166,6 +198,7 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
         if step >= total:
             break
     bar.close()
+    model.to(home)
     return {"train_loss": [r["train_loss"] for r in rows], "val_acc": rows[-1]["val_acc"],
             "val_loss": rows[-1]["val_loss"], "img_per_s": seen / train_s,
             "seconds": time.perf_counter() - start, "steps": step, "epochs": rows}

@@ -67,6 +67,26 @@ def test_steps_beyond_one_epoch_are_all_run(digits):
         train.fit(model, digits, epochs=None, max_steps=None)
 
 
+def test_device_choice_and_refusals():
+    """auto picks the GPU only when PyTorch sees one; a GPU asked for where there is none, or an unknown device,
+    is one line naming what is accepted."""
+    assert train.pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert train.pick_device("auto") == train.pick_device(None)
+    assert train.pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="asked for a GPU, but PyTorch sees none"):
+            train.pick_device("cuda")
+    for bad in ("tpu", "meta", 3.5):
+        with pytest.raises(UserError, match="use auto, cpu or cuda"):
+            train.pick_device(bad)
+
+
+def test_fit_trains_on_the_device_asked_and_returns_the_model_where_it_was(digits):
+    model = build(get_model("mobilenet_v1", 0.25, num_classes=digits.num_classes))
+    m = train.fit(model, digits, batch_size=64, max_steps=2, augment=False, progress=False, device="cpu")
+    assert m["steps"] == 2 and train.device_of(model) == torch.device("cpu")
+
+
 def test_progress_in_a_log_file_is_a_line_per_tenth(digits, capsys):
     """Off a terminal (stderr is captured here) the bar is replaced by 10 plain lines, the last at the final step."""
     model = build(get_model("mobilenet_v1", 0.25, num_classes=digits.num_classes))

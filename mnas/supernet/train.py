@@ -36,7 +36,7 @@ from mnas.data.sets import Split, batches
 from mnas.errors import UserError
 from mnas.nn.space import Space
 from mnas.supernet.elastic import Supernet
-from mnas.train import lr_at
+from mnas.train import lr_at, pick_device
 
 CACHE_DIR = Path("runs") / "supernets"
 VERSION = 1  # bump when a change to the supernet or its training makes cached supernets stale
@@ -104,15 +104,9 @@ def _rank_world() -> tuple[int, int]:
     """(rank, world size); a process started by torchrun joins the process group here."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
-            torch.cuda.set_device(default_device())
+            torch.cuda.set_device(pick_device())
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 def _shard(split: Split, rank: int, world: int, seed: int) -> Split:
@@ -203,7 +197,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
     is done or the step count reaches max_steps (a later call resumes). Returns (supernet, checkpoint info:
     step, total, complete, dir)."""
     rank, world = _rank_world()
-    device = torch.device(device) if device else default_device()
+    device = pick_device(device)
     out_dir, fmt = Path(out_dir), torch.channels_last
     ckpt_path = out_dir / "checkpoint.pt"
     torch.manual_seed(s.seed)
