@@ -148,3 +148,56 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     worse = recommend(dict(arch="found-arch", accuracy=0.69), rivals, "pixel", tmp_path)
     assert worse["ship"] == "MobileNetV3-Small 0.75" and worse["margin_points"] == pytest.approx(1.0)
     assert "a hand design" in recommendation_text(worse, rivals, 15.0, "v3_small", "pixel")
+
+
+def _trial(macs, latency, correct, estimated=True, baseline=None):
+    """A finished trial as the objective leaves it: per-image results packed, accuracy their mean."""
+    from mnas.search.study import pack
+    attrs = dict(arch=f"arch-{macs}", latency_ms=latency, macs=macs, params=1, estimated=estimated,
+                 accuracy=sum(correct) / len(correct) if estimated else 0.0)
+    if correct is not None and estimated:
+        attrs.update(correct=pack(correct), correct_n=len(correct))
+    if baseline:
+        attrs["baseline"] = baseline
+    return optuna.trial.create_trial(value=attrs["accuracy"], user_attrs=attrs)
+
+
+def test_final_choice_breaks_a_tie_by_macs_and_only_a_tie():
+    """Trials the estimator cannot tell from the best (paired on the same images, within tie_z standard errors)
+    are a tie won by the most MACs; a clearly worse trial, one over budget and one without per-image results are
+    not in it; tie_z=0 keeps the best estimate."""
+    from mnas.search.study import final_choice, pack, unpack
+    leader = [1] * 60 + [0] * 40
+    near = [1] * 58 + [0] * 42          # 2 images fewer: diff 2 points, se 1.4 -> z 1.4
+    far = [1] * 20 + [0] * 80           # 40 points below
+    study = optuna.create_study(direction="maximize")
+    for t in (_trial(10, 9.0, leader), _trial(30, 9.5, near), _trial(100, 9.9, far), _trial(200, 12.0, leader)):
+        study.add_trial(t)
+    no_vector = _trial(50, 8.0, near)
+    del no_vector.user_attrs["correct"]
+    study.add_trial(no_vector)
+    chosen, tie = final_choice(study, 10.0, 2.0)
+    assert chosen.user_attrs["macs"] == 30
+    assert sorted(r["trial"].user_attrs["macs"] for r in tie) == [10, 30]
+    near_row = next(r for r in tie if r["trial"].user_attrs["macs"] == 30)
+    assert near_row["diff"] == pytest.approx(2.0) and 1.0 < near_row["se"] < 2.0
+    assert final_choice(study, 10.0, 0.0)[0].user_attrs["macs"] == 10
+    assert final_choice(study, 10.0, 1.0)[0].user_attrs["macs"] == 10  # z 1.4 > 1: no longer a tie
+    assert list(unpack(pack(near), 100)) == near
+
+
+def test_search_keeps_per_image_results_and_reports_the_tie(tmp_path, space, estimator, capsys):
+    """With a correct_fn every estimated trial carries its per-image results; identical results tie every
+    in-budget trial, so the choice is the one with the most MACs, marked in the summary (even when its estimate
+    is not among the top rows), and best.json says which trial led."""
+    s = SearchSettings(budget_ms=1e9, sampler="random", n_trials=4)
+    best = run_search(space, mac_latency, estimator, s, tmp_path, progress=False, correct_fn=lambda arch: [1, 0, 1])
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert best["macs"] == trials["macs"].max() and len(best["tie"]) == 4
+    out = capsys.readouterr().out
+    assert f"*{best['trial']:>6} " in out and "final choice: 4 in-budget trials" in out
+    assert best["leader_trial"] in trials["number"].tolist()
+    study = optuna.load_study(study_name="mnas-search", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert all(t.user_attrs["correct_n"] == 3 for t in study.trials)
+    with pytest.raises(UserError, match="tie_z=-1"):
+        run_search(space, mac_latency, estimator, SearchSettings(budget_ms=1e9, tie_z=-1), tmp_path, progress=False)

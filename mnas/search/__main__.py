@@ -31,7 +31,8 @@ def main(cfg) -> dict:
     settings = SearchSettings(budget_ms=budget, sampler=c["sampler"]["name"], objective=c["objective"], w=c["w"],
                               n_trials=c["n_trials"], timeout=c["timeout"], seed=c["seed"],
                               n_startup_trials=c["sampler"].get("n_startup_trials", 10),
-                              population_size=c["sampler"].get("population_size", 20))
+                              population_size=c["sampler"].get("population_size", 20),
+                              tie_z=c.get("tie_z", 2.0))
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
     check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
     d, e = c["data"], dict(c["estimator"])
@@ -45,7 +46,8 @@ def main(cfg) -> dict:
           f"{d['name']} ({d.get('proxy_resolution', 32)}px proxy); run dir {out_dir}")
     best = run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
                       resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
-                                                          "data": d["name"], "estimator": c["estimator"]["name"]})
+                                                          "data": d["name"], "estimator": c["estimator"]["name"]},
+                      correct_fn=estimator.correct)
     pipe = dict(c.get("pipeline") or {})
     if pipe.pop("enabled", False):
         from mnas.pipeline import PipelineSettings, run_pipeline

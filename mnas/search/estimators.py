@@ -33,14 +33,16 @@ from mnas.nn.arch import ArchConfig
 from mnas.nn.models import build
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.space import Space, load_space
-from mnas.supernet.evaluate import accuracy, settings_from
+from mnas.supernet.evaluate import correct, settings_from
 from mnas.supernet.train import CACHE_DIR, load_or_train
-from mnas.train import fit, reestimate_bn, train_from_scratch
+from mnas.train import device_of, fit, reestimate_bn, train_from_scratch
 
 
 class Estimator(abc.ABC):
     """arch -> validation accuracy on the proxy task; start_model(arch) -> the proxy network the search's pipeline
-    fine-tunes (`weights` names where its weights come from)."""
+    fine-tunes (`weights` names where its weights come from); correct(arch) -> the per-image results that
+    accuracy is the mean of, when the estimator has them (the search's final choice compares trials paired on
+    them)."""
     weights: str
 
     @abc.abstractmethod
@@ -48,6 +50,10 @@ class Estimator(abc.ABC):
 
     @abc.abstractmethod
     def start_model(self, arch: ArchConfig) -> nn.Module: ...
+
+    def correct(self, arch: ArchConfig) -> torch.Tensor | None:
+        """1.0/0.0 per validation image (the same images, in the same order, for every arch), or None."""
+        return None
 
 
 class TrainEstimator(Estimator):
@@ -104,6 +110,7 @@ class SupernetEstimator(Estimator):
         self.finetune_data = dataclasses.replace(data, val=val)  # fit() scores on the same images
         self.resolution, self.seed = resolution, seed
         self.scores: dict[ArchConfig, float] = {}
+        self.vectors: dict[ArchConfig, torch.Tensor] = {}
 
     def start_model(self, arch: ArchConfig) -> nn.Module:
         return self.extract(arch)
@@ -113,18 +120,31 @@ class SupernetEstimator(Estimator):
         return reestimate_bn(self.supernet.extract(arch).to(memory_format=torch.channels_last), self.calib)
 
     def fine_tuned(self, arch: ArchConfig) -> float:
-        """Validation accuracy of the arch's sub-network after `finetune_steps` steps (on the CPU, as fit trains;
+        """Validation accuracy of the arch's sub-network after `finetune_steps` steps (on the supernet's device;
         BatchNorm re-estimated by fit on 1024 training images before the evaluation)."""
         f = self.finetune
-        model = self.supernet.extract(arch).cpu()
+        model = self.supernet.extract(arch)
         return fit(model, self.finetune_data, epochs=None, max_steps=f["steps"], batch_size=f["batch_size"],
-                   lr=f["lr"], resolution=self.resolution, seed=self.seed, progress=False)["val_acc"]
+                   lr=f["lr"], resolution=self.resolution, seed=self.seed, progress=False,
+                   device=device_of(model))["val_acc"]
+
+    def correct(self, arch: ArchConfig) -> torch.Tensor | None:
+        """The sub-network's right/wrong per validation image (kept: 10k floats per arch); None with a fine-tune,
+        whose accuracy comes from fit's evaluation."""
+        if self.finetune["steps"]:
+            return None
+        if arch not in self.vectors:
+            self.vectors[arch] = correct(self.extract(arch), self.val)
+        return self.vectors[arch]
 
     def __call__(self, arch: ArchConfig) -> float:
         if arch not in self.scores:  # deterministic: a repeated candidate (a re-proposed trial) costs nothing
-            self.scores[arch] = (self.fine_tuned(arch) if self.finetune["steps"]
-                                 else accuracy(self.extract(arch), self.val))
+            self.scores[arch] = self.fine_tuned(arch) if self.finetune["steps"] else _mean(self.correct(arch))
         return self.scores[arch]
+
+
+def _mean(v: torch.Tensor) -> float:
+    return v.sum().item() / len(v)  # exact: the count of right images over their number
 
 
 ESTIMATORS = {"train": TrainEstimator, "supernet": SupernetEstimator}

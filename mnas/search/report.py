@@ -53,10 +53,11 @@ def pareto_plot(trials: pd.DataFrame, budget_ms: float, path: Path, title: str) 
 
 
 def summary_table(trials: pd.DataFrame, budget_ms: float, best: int | None, top: int = 5) -> str:
-    """The best trials within budget and the baselines, as a fixed-width text table."""
+    """The best trials within budget, the chosen one (`best`, marked *; the final choice may rank lower by its
+    estimate) and the baselines, as a fixed-width text table."""
     ok = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
     fits = ok[ok["latency_ms"] <= budget_ms].sort_values("accuracy", ascending=False).head(top)
-    rows = pd.concat([fits, ok[ok["baseline"].notna()]]).drop_duplicates("number")
+    rows = pd.concat([fits, ok[ok["number"] == best], ok[ok["baseline"].notna()]]).drop_duplicates("number")
     counts = trials["state"].value_counts().to_dict()
     lines = [f"trials: {', '.join(f'{n} {s.lower()}' for s, n in counts.items())}; budget {budget_ms:g} ms "
              "(latency predicted at 224x224; accuracy on the proxy task's validation split)",

@@ -8,13 +8,16 @@ several workers can share one study (`storage=postgresql://...` or `storage=jour
 """
 from __future__ import annotations
 
+import base64
 import json
+import math
 import random
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -41,6 +44,8 @@ class SearchSettings:
     seed: int = 0
     n_startup_trials: int = 10
     population_size: int = 20
+    tie_z: float = 2.0  # final choice: trials within tie_z paired standard errors of the best estimate are tied,
+    #                     and the tied one with the most MACs is chosen (0: the best estimate alone); see final_choice
 
 
 def make_sampler(s: SearchSettings) -> optuna.samplers.BaseSampler:
@@ -114,7 +119,16 @@ def enqueue_baselines(study: optuna.Study, space: Space) -> list[str]:
     return names
 
 
-def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings):
+def pack(v) -> str:
+    """A 0/1 vector (per-image correctness) as base64 of its bits: ~1.7 kB for 10k images, a trial attribute."""
+    return base64.b64encode(np.packbits(np.asarray(v, dtype=bool)).tobytes()).decode()
+
+
+def unpack(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), np.uint8))[:n].astype(np.float64)
+
+
+def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings, correct_fn=None):
     multi = s.sampler == "nsga2"
 
     def objective(trial: optuna.Trial):
@@ -135,6 +149,10 @@ def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings):
             t0 = time.perf_counter()
             acc = float(estimate_fn(arch))
             trial.set_user_attr("estimate_s", time.perf_counter() - t0)
+            v = correct_fn(arch) if correct_fn is not None else None
+            if v is not None:  # kept with the trial: the final choice compares trials paired, in any process
+                trial.set_user_attr("correct", pack(v))
+                trial.set_user_attr("correct_n", len(v))
         else:
             acc = 0.0
         trial.set_user_attr("accuracy", acc)
@@ -151,6 +169,42 @@ def best_trial(study: optuna.Study, budget_ms: float):
     ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
           if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
     return max(ok, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["latency_ms"]), default=None)
+
+
+def tied_with(leader, trials, z: float) -> list[dict]:
+    """The trials whose estimate is below the leader's by at most z standard errors of the paired difference on
+    the same validation images (the leader included), each as {trial, diff, se} in points; trials without
+    per-image results are left out."""
+    a = leader.user_attrs
+    if "correct" not in a:
+        return []
+    base, out = unpack(a["correct"], a["correct_n"]), []
+    for t in trials:
+        b = t.user_attrs
+        if "correct" not in b or b.get("correct_n") != a["correct_n"]:
+            continue
+        d = base - unpack(b["correct"], b["correct_n"])
+        diff, se = d.mean(), d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+        if diff <= z * se:
+            out.append({"trial": t, "diff": 100 * diff, "se": 100 * se})
+    return out
+
+
+def final_choice(study: optuna.Study, budget_ms: float, z: float):
+    """(the trial to ship, its tie group as tied_with's rows). The leader is the best estimate within the budget.
+    Where the estimator keeps per-image results, the trials it cannot tell from the leader (tied_with, z > 0) are
+    a tie, and the tied trial with the most MACs at the deployment shape wins it: on the proxy, accuracy rises with
+    MACs (Kendall tau 0.69 over the space's latency range, 0.36 at equal latency; README), while the 1-epoch
+    supernet's estimates of equal-latency archs agree with their stand-alone order no better (tau 0.29)."""
+    leader = best_trial(study, budget_ms)
+    if leader is None or not z:
+        return leader, []
+    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+          if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
+    tied = tied_with(leader, ok, z)
+    if len(tied) < 2:
+        return leader, tied
+    return max(tied, key=lambda r: (r["trial"].user_attrs["macs"], -r["diff"]))["trial"], tied
 
 
 def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict]:
@@ -170,21 +224,26 @@ def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict
 
 def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path) -> dict:
     """Which model to ship, by the search's own estimator: the find, or an in-budget hand design that the
-    estimator scored at least as high. Hand designs outside the space were not scored: they are named, with the
-    mnas.compare command that trains them beside the find, so a loss to one cannot pass silently."""
+    estimator scored at least as high and that the final choice's tie (best["tie"]) did not settle for the find.
+    Hand designs outside the space were not scored: they are named, with the mnas.compare command that trains them
+    beside the find, so a loss to one cannot pass silently."""
     scored = [r for r in rivals if r["accuracy"] is not None]
     unscored = [r for r in rivals if r["accuracy"] is None]
     top = max(scored, key=lambda r: r["accuracy"], default=None)
+    tied = {r.get("baseline") or f"trial {r['trial']}" for r in best.get("tie") or []}
     out = {"ship": None, "margin_points": None, "against": None, "unscored": [r["model"] for r in unscored],
-           "check": None, "best_is_hand": bool(best.get("baseline"))}
+           "check": None, "best_is_hand": bool(best.get("baseline")), "tied": False}
     if best.get("arch") is None:
         out["ship"] = top["model"] if top is not None else None  # a scored hand design, else none yet
-    elif top is not None and top["accuracy"] >= best["accuracy"]:
+    elif best.get("baseline"):  # the final choice is a hand design (the best estimate, or the tie's most MACs)
+        out.update(ship=best["baseline"], against="found")
+    elif top is not None and top["accuracy"] >= best["accuracy"] and top["model"] not in tied:
         out.update(ship=top["model"], margin_points=100 * (top["accuracy"] - best["accuracy"]), against="found")
     else:
         out["ship"] = "found"
         if top is not None:
-            out.update(margin_points=100 * (best["accuracy"] - top["accuracy"]), against=top["model"])
+            out.update(margin_points=100 * (best["accuracy"] - top["accuracy"]), against=top["model"],
+                       tied=top["model"] in tied)
     if rivals:
         variants = {}
         for r in rivals:
@@ -193,6 +252,19 @@ def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path) -> dic
         out["check"] = (f"python -m mnas.compare device={device} run={out_dir} recipe=medium max_steps=600 pruned=none "
                         f"'families=[{','.join(variants)}]' 'variants={{{listed}}}'")
     return out
+
+
+def tie_text(best: dict, z: float) -> str | None:
+    """The summary's line on the final choice, when a tie decided it."""
+    tie = best.get("tie") or []
+    if len(tie) < 2:
+        return None
+    lead = next(r for r in tie if r["trial"] == best["leader_trial"])
+    names = ", ".join(r.get("baseline") or f"trial {r['trial']}" for r in sorted(tie, key=lambda r: r["diff"]))
+    return (f"final choice: {len(tie)} in-budget trials are within {z:g} paired standard errors of the best estimate "
+            f"(trial {best['leader_trial']}, {100 * lead['accuracy']:.2f}%; the estimator cannot tell them apart): "
+            f"{names}; the one with the most MACs is chosen: trial {best['trial']}, {best['macs'] / 1e6:.1f} M "
+            f"MACs, {best['latency_ms']:.2f} ms")
 
 
 def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_name: str, device: str) -> str:
@@ -204,11 +276,13 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
         for r in rivals)]
     if rec["ship"] == "found":
         vs = "" if rec["against"] is None else \
-            f", {rec['margin_points']:+.2f} points over {rec['against']} by the same estimate (proxy val)"
+            f", {rec['margin_points']:+.2f} points over {rec['against']} by the same estimate (proxy val)" + \
+            (", a tie that the find's MACs decide" if rec["tied"] else "")
         lines.append(f"recommended: the find{vs}" + (", unverified against the hand designs below" if rec["unscored"]
                                                       else ""))
     elif rec["against"] == "found" and rec["best_is_hand"]:
-        lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher")
+        lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher, or it won the "
+                     "final choice's tie")
     elif rec["against"] == "found":
         lines.append(f"recommended: {rec['ship']}, a hand design: the estimator puts it {rec['margin_points']:.2f} "
                      "points at or above the find")
@@ -238,8 +312,10 @@ def check_budget(space: Space, latency_fn, s: SearchSettings) -> float:
 
 def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, out_dir: Path,
                storage: str | None = None, resume: bool = False, progress: bool = True,
-               meta: dict | None = None) -> dict:
-    """Run (or continue) the study; write trials.csv, pareto.png, best.json into out_dir; return best.json's dict."""
+               meta: dict | None = None, correct_fn=None) -> dict:
+    """Run (or continue) the study; write trials.csv, pareto.png, best.json into out_dir; return best.json's dict.
+    correct_fn(arch) -> per-image results of the estimate (Estimator.correct), kept with each trial for the final
+    choice (final_choice); None: the best estimate is the choice."""
     s = settings
     if s.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {s.sampler!r}: available {', '.join(SAMPLERS)}")
@@ -247,6 +323,8 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
         raise UserError(f"objective={s.objective!r} is invalid: use one of {', '.join(OBJECTIVES)}")
     if s.n_trials is not None and s.n_trials < 1:
         raise UserError(f"n_trials={s.n_trials} is invalid: use a positive count")
+    if not s.tie_z >= 0:
+        raise UserError(f"tie_z={s.tie_z} is invalid: use a number of standard errors >= 0 (0 = no ties)")
     fastest = check_budget(space, latency_fn, s)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,8 +339,8 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
     remaining = max(0, s.n_trials - done()) if s.n_trials else None
     if remaining != 0:
         callbacks = [optuna.study.MaxTrialsCallback(s.n_trials)] if s.n_trials else []
-        study.optimize(make_objective(space, latency_fn, estimate_fn, s), n_trials=remaining, timeout=s.timeout,
-                       callbacks=callbacks, show_progress_bar=progress, gc_after_trial=True)
+        study.optimize(make_objective(space, latency_fn, estimate_fn, s, correct_fn), n_trials=remaining,
+                       timeout=s.timeout, callbacks=callbacks, show_progress_bar=progress, gc_after_trial=True)
     return write_results(study, space, s, out_dir, fastest, baselines, meta or {}, latency_fn)
 
 
@@ -270,13 +348,18 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
                   latency_fn) -> dict:
     trials = report.trials_frame(study)
     trials.to_csv(out_dir / "trials.csv", index=False)
-    best = best_trial(study, s.budget_ms)
+    best, tie = final_choice(study, s.budget_ms, s.tie_z)
     result = {"arch": None, "budget_ms": s.budget_ms, "fastest_ms": fastest, "n_complete": int(
         (trials["state"] == "COMPLETE").sum()) if len(trials) else 0, **meta}
     if best is not None:
         a = best.user_attrs
         result.update(arch=a["arch"], latency_ms=a["latency_ms"], macs=a["macs"], params=a["params"],
-                      accuracy=a["accuracy"], trial=best.number, baseline=a.get("baseline"))
+                      accuracy=a["accuracy"], trial=best.number, baseline=a.get("baseline"),
+                      leader_trial=best_trial(study, s.budget_ms).number,
+                      tie=[{"trial": r["trial"].number, "baseline": r["trial"].user_attrs.get("baseline"),
+                            "latency_ms": r["trial"].user_attrs["latency_ms"], "macs": r["trial"].user_attrs["macs"],
+                            "accuracy": r["trial"].user_attrs["accuracy"], "diff": r["diff"], "se": r["se"]}
+                           for r in tie])
         arch = ArchConfig.from_string(a["arch"])
         result["arch_json"] = arch.to_dict()
     device = meta.get("device", "?")
@@ -289,5 +372,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
     print(report.summary_table(trials, s.budget_ms, best.number if best else None))
     if best is None:
         print(f"no completed trial fits {s.budget_ms:g} ms yet")
+    elif line := tie_text(result, s.tie_z):
+        print(line)
     print(recommendation_text(result["recommendation"], rivals, s.budget_ms, space.name, device))
     return result

@@ -1,5 +1,5 @@
-"""Scoring helpers of the supernet estimator (mnas.search.estimators.SupernetEstimator): top-1 accuracy over
-prepared batches, and SupernetSettings from config keys."""
+"""Scoring helpers of the supernet estimator (mnas.search.estimators.SupernetEstimator): per-image correctness and
+top-1 accuracy over prepared batches, and SupernetSettings from config keys."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,11 +15,17 @@ FINETUNE_KEYS = ("finetune_steps", "finetune_lr", "finetune_batch")  # SupernetE
 
 
 @torch.inference_mode()
+def correct(model: nn.Module, val) -> torch.Tensor:
+    """1.0 where `model` classifies the image right, else 0.0: one float per image of the (x, y) batches val, in
+    their order (on the CPU). Two models' vectors on the same images give a paired comparison."""
+    model.eval()
+    return torch.cat([(model(x).argmax(1) == y).float().cpu() for x, y in val])
+
+
 def accuracy(model: nn.Module, val) -> float:
     """Top-1 accuracy over the (x, y) batches val."""
-    model.eval()
-    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in val)
-    return correct / sum(len(y) for _, y in val)
+    v = correct(model, val)
+    return v.sum().item() / len(v)
 
 
 def settings_from(resolution: int = 32, seed: int = 0, **schedule) -> SupernetSettings:
