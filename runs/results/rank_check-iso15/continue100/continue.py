@@ -1,7 +1,8 @@
 """Experiment: continue the cached 1-epoch supernet for N steps sampling its random sub-networks from the
 latency band of the iso15 benchmark (13.5-16.5 ms pixel) or uniformly (control, same steps); then Kendall tau of
 its estimates against the stand-alone accuracies of runs/results/rank_check-iso15/default (8 archs x 2 seeds)."""
-import json, math, random, sys, time
+import json, random, sys, time
+from pathlib import Path
 import pandas as pd, torch
 from scipy import stats
 from mnas.data import load, batches
@@ -48,4 +49,4 @@ tmac = stats.kendalltau(accs, ref["proxy_mmacs"])
 out = dict(mode=mode, steps=steps, in_band_fraction=inband / (3 * steps), tau=tau.statistic, p=tau.pvalue,
            tau_vs_macs=tmac.statistic, estimates=accs, seconds=time.time() - t0)
 print(json.dumps(out))
-open(f"/tmp/logs/band-{mode}-{steps}.json", "w").write(json.dumps(out, indent=1))
+open(Path(__file__).parent / f"{mode}.json", "w").write(json.dumps(out, indent=1))  # band.json / uniform.json
