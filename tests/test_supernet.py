@@ -4,6 +4,7 @@ import dataclasses
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -204,7 +205,7 @@ def test_sandwich_without_the_smallest(space, digits, tmp_path):
     assert sandwich(space, 5, 2, 0, big, small)[:2] == [big, small]
     without = sandwich(space, 5, 2, 0, big)
     assert without[0] == big and without[1:] == sandwich(space, 5, 2, 0, big, small)[2:]
-    assert "smallest" not in settings_key(SupernetSettings())
+    assert "smallest" not in settings_key(SupernetSettings(smallest=True))
     assert not settings_key(SupernetSettings(smallest=False))["smallest"]
     s = SupernetSettings(epochs=1, **dict(FAST, n_random=2), smallest=False)
     sandwiched = dataclasses.replace(s, smallest=True)
@@ -283,3 +284,14 @@ def test_speed_benchmark(space, tmp_path):
     assert (tmp_path / "speed.csv").exists() and (tmp_path / "speed.png").stat().st_size > 1000
     with pytest.raises(UserError, match="unknown memory format"):
         run(space, steps=1, formats=("nhwc",), out_dir=tmp_path)
+
+
+def test_settings_defaults_are_the_configs():
+    """SupernetSettings() is the supernet the CLI trains by default (conf/estimator/supernet.yaml): code that builds
+    an estimator without the config must not train (and cache) another one."""
+    import yaml
+    conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "estimator" / "supernet.yaml").read_text())
+    s = SupernetSettings()
+    for k, v in dataclasses.asdict(s).items():
+        if k in conf:
+            assert conf[k] == v, k

@@ -1,10 +1,11 @@
-"""Train a supernet once with the sandwich rule; cache it under runs/supernets/<hash>/; resume after a kill.
+"""Train a supernet once; cache it under runs/supernets/<hash>/; resume after a kill.
 
-Each step trains the largest, the smallest and `n_random` random sub-networks on the same batch (the sandwich
-rule, Yu & Huang 2019): the largest learns the labels, the others its soft predictions (in-place distillation,
-KL divergence). The random sub-networks are seeded by (seed, step), so a resumed run and every rank of a
-distributed run draw the same ones. A checkpoint (weights, optimizer, step, RNG state) is written every
-`checkpoint_every` steps and at each epoch's end; the learning rate is a function of the step (warm-up, cosine).
+Each step trains the largest and `n_random` random sub-networks on the same batch, and with smallest=True also the
+smallest (the sandwich rule, Yu & Huang 2019; off by default since 2026-12-03, README): the largest learns the
+labels, the others its soft predictions (in-place distillation, KL divergence). The random sub-networks are seeded
+by (seed, step), so a resumed run and every rank of a distributed run draw the same ones. A checkpoint (weights,
+optimizer, step, RNG state) is written every `checkpoint_every` steps and at each epoch's end; the learning rate is
+a function of the step (warm-up, cosine).
 
 Distributed (`torchrun --nproc_per_node N -m mnas.supernet ...`, gloo on CPU, nccl on GPUs): each rank trains
 on its own shard of the training split and the gradients are averaged once per step, after all the sandwich's
@@ -52,8 +53,9 @@ class SupernetSettings:
     lr: float = 0.1  # peak, for a global batch of 128 (scaled linearly); SGD, Nesterov momentum 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    n_random: int = 2  # random sub-networks per step, besides the largest and the smallest
-    smallest: bool = True  # train the smallest sub-network every step (the sandwich rule); False: only random ones
+    n_random: int = 3  # random sub-networks per step, besides the largest (and the smallest, if smallest)
+    smallest: bool = False  # True: also the smallest every step (the full sandwich rule); the defaults here are
+    #                         conf/estimator/supernet.yaml's, so code that builds settings gets the CLI's supernet
     distill: bool = True  # others learn the largest's soft targets (KL); False: the labels
     resolution: int = 32
     max_stride: int = 8  # the proxy rule (mnas.nn.proxy)
