@@ -176,8 +176,8 @@ def test_final_choice_breaks_a_tie_by_macs_and_only_a_tie():
     no_vector = _trial(50, 8.0, near)
     del no_vector.user_attrs["correct"]
     study.add_trial(no_vector)
-    chosen, tie = final_choice(study, 10.0, 2.0)
-    assert chosen.user_attrs["macs"] == 30
+    chosen, leader, tie = final_choice(study, 10.0, 2.0)
+    assert chosen.user_attrs["macs"] == 30 and leader.user_attrs["macs"] == 10
     assert sorted(r["trial"].user_attrs["macs"] for r in tie) == [10, 30]
     near_row = next(r for r in tie if r["trial"].user_attrs["macs"] == 30)
     assert near_row["diff"] == pytest.approx(2.0) and 1.0 < near_row["se"] < 2.0

@@ -164,11 +164,15 @@ def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings, cor
     return objective
 
 
-def best_trial(study: optuna.Study, budget_ms: float):
-    """The most accurate completed trial within the budget (None if there is none)."""
-    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-          if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
-    return max(ok, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["latency_ms"]), default=None)
+def estimated_in_budget(study: optuna.Study, budget_ms: float) -> list:
+    """The completed trials that were estimated and fit the budget."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
+
+
+def best_trial(trials: list):
+    """The most accurate of `trials` (estimated_in_budget's), the faster on a tie; None if there is none."""
+    return max(trials, key=lambda t: (t.user_attrs["accuracy"], -t.user_attrs["latency_ms"]), default=None)
 
 
 def tied_with(leader, trials, z: float) -> list[dict]:
@@ -191,20 +195,19 @@ def tied_with(leader, trials, z: float) -> list[dict]:
 
 
 def final_choice(study: optuna.Study, budget_ms: float, z: float):
-    """(the trial to ship, its tie group as tied_with's rows). The leader is the best estimate within the budget.
-    Where the estimator keeps per-image results, the trials it cannot tell from the leader (tied_with, z > 0) are
-    a tie, and the tied trial with the most MACs at the deployment shape wins it: on the proxy, accuracy rises with
-    MACs (Kendall tau 0.69 over the space's latency range, 0.36 at equal latency; README), while the 1-epoch
-    supernet's estimates of equal-latency archs agree with their stand-alone order no better (tau 0.29)."""
-    leader = best_trial(study, budget_ms)
+    """(the trial to ship, the leader, the tie as tied_with's rows). The leader is the best estimate within the
+    budget. Where the estimator keeps per-image results, the trials it cannot tell from the leader (tied_with,
+    z > 0) are a tie, and the tied trial with the most MACs at the deployment shape wins it: on the proxy, accuracy
+    rises with MACs (Kendall tau 0.69 over the space's latency range, 0.36 at equal latency; README), while the
+    1-epoch supernet's estimates of equal-latency archs agree with their stand-alone order no better (tau 0.29)."""
+    ok = estimated_in_budget(study, budget_ms)
+    leader = best_trial(ok)
     if leader is None or not z:
-        return leader, []
-    ok = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-          if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
+        return leader, leader, []
     tied = tied_with(leader, ok, z)
     if len(tied) < 2:
-        return leader, tied
-    return max(tied, key=lambda r: (r["trial"].user_attrs["macs"], -r["diff"]))["trial"], tied
+        return leader, leader, tied
+    return max(tied, key=lambda r: (r["trial"].user_attrs["macs"], -r["diff"]))["trial"], leader, tied
 
 
 def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict]:
@@ -348,14 +351,14 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
                   latency_fn) -> dict:
     trials = report.trials_frame(study)
     trials.to_csv(out_dir / "trials.csv", index=False)
-    best, tie = final_choice(study, s.budget_ms, s.tie_z)
+    best, leader, tie = final_choice(study, s.budget_ms, s.tie_z)
     result = {"arch": None, "budget_ms": s.budget_ms, "fastest_ms": fastest, "n_complete": int(
         (trials["state"] == "COMPLETE").sum()) if len(trials) else 0, **meta}
     if best is not None:
         a = best.user_attrs
         result.update(arch=a["arch"], latency_ms=a["latency_ms"], macs=a["macs"], params=a["params"],
                       accuracy=a["accuracy"], trial=best.number, baseline=a.get("baseline"),
-                      leader_trial=best_trial(study, s.budget_ms).number,
+                      leader_trial=leader.number,
                       tie=[{"trial": r["trial"].number, "baseline": r["trial"].user_attrs.get("baseline"),
                             "latency_ms": r["trial"].user_attrs["latency_ms"], "macs": r["trial"].user_attrs["macs"],
                             "accuracy": r["trial"].user_attrs["accuracy"], "diff": r["diff"], "se": r["se"]}

@@ -5,7 +5,7 @@ is mnas.search.estimators.SupernetEstimator).
 
     elastic    Supernet: elastic layers, set_active(arch), extract(arch) -> mnas.nn.models.build(proxy arch)
     train      SupernetSettings, train_supernet (sandwich rule, in-place distillation, resumable, DDP), load_or_train
-    evaluate   accuracy over prepared batches, settings_from (SupernetSettings from config keys)
+    evaluate   correct (per-image results over prepared batches), settings_from (SupernetSettings from config keys)
 """
 from mnas.supernet.elastic import Supernet
 from mnas.supernet.train import SupernetSettings, load_or_train, train_supernet

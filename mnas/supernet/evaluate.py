@@ -1,5 +1,5 @@
-"""Scoring helpers of the supernet estimator (mnas.search.estimators.SupernetEstimator): per-image correctness and
-top-1 accuracy over prepared batches, and SupernetSettings from config keys."""
+"""Scoring helpers of the supernet estimator (mnas.search.estimators.SupernetEstimator): per-image correctness over
+prepared batches, and SupernetSettings from config keys."""
 from __future__ import annotations
 
 import dataclasses
@@ -20,12 +20,6 @@ def correct(model: nn.Module, val) -> torch.Tensor:
     their order (on the CPU). Two models' vectors on the same images give a paired comparison."""
     model.eval()
     return torch.cat([(model(x).argmax(1) == y).float().cpu() for x, y in val])
-
-
-def accuracy(model: nn.Module, val) -> float:
-    """Top-1 accuracy over the (x, y) batches val."""
-    v = correct(model, val)
-    return v.sum().item() / len(v)
 
 
 def settings_from(resolution: int = 32, seed: int = 0, **schedule) -> SupernetSettings:
