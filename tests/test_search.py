@@ -199,5 +199,7 @@ def test_search_keeps_per_image_results_and_reports_the_tie(tmp_path, space, est
     assert best["leader_trial"] in trials["number"].tolist()
     study = optuna.load_study(study_name="mnas-search", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert all(t.user_attrs["correct_n"] == 3 for t in study.trials)
-    with pytest.raises(UserError, match="tie_z=-1"):
-        run_search(space, mac_latency, estimator, SearchSettings(budget_ms=1e9, tie_z=-1), tmp_path, progress=False)
+    for bad in (-1, "abc", float("nan")):
+        with pytest.raises(UserError, match=f"tie_z={bad} is invalid"):
+            run_search(space, mac_latency, estimator, SearchSettings(budget_ms=1e9, tie_z=bad), tmp_path,
+                       progress=False)

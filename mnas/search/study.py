@@ -47,6 +47,18 @@ class SearchSettings:
     tie_z: float = 2.0  # final choice: trials within tie_z paired standard errors of the best estimate are tied,
     #                     and the tied one with the most MACs is chosen (0: the best estimate alone); see final_choice
 
+    def __post_init__(self):
+        """Bad settings are refused here, when the command builds them, before data or a supernet is loaded."""
+        s = self
+        if s.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {s.sampler!r}: available {', '.join(SAMPLERS)}")
+        if s.objective not in OBJECTIVES:
+            raise UserError(f"objective={s.objective!r} is invalid: use one of {', '.join(OBJECTIVES)}")
+        if s.n_trials is not None and s.n_trials < 1:
+            raise UserError(f"n_trials={s.n_trials} is invalid: use a positive count")
+        if isinstance(s.tie_z, bool) or not isinstance(s.tie_z, (int, float)) or not s.tie_z >= 0:
+            raise UserError(f"tie_z={s.tie_z} is invalid: use a number of standard errors >= 0 (0 = no ties)")
+
 
 def make_sampler(s: SearchSettings) -> optuna.samplers.BaseSampler:
     if s.sampler == "tpe":
@@ -320,14 +332,6 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
     correct_fn(arch) -> per-image results of the estimate (Estimator.correct), kept with each trial for the final
     choice (final_choice); None: the best estimate is the choice."""
     s = settings
-    if s.sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler {s.sampler!r}: available {', '.join(SAMPLERS)}")
-    if s.objective not in OBJECTIVES:
-        raise UserError(f"objective={s.objective!r} is invalid: use one of {', '.join(OBJECTIVES)}")
-    if s.n_trials is not None and s.n_trials < 1:
-        raise UserError(f"n_trials={s.n_trials} is invalid: use a positive count")
-    if not s.tie_z >= 0:
-        raise UserError(f"tie_z={s.tie_z} is invalid: use a number of standard errors >= 0 (0 = no ties)")
     fastest = check_budget(space, latency_fn, s)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
