@@ -92,13 +92,34 @@ def open_source(source) -> tuple[nn.Module, dict]:
         return model, {"source": str(ckpt), "weights": "checkpoint"}
     # Runs train the proxy variant (mnas.nn.proxy: fewer early strides, the proxy task's classes); what ships is the
     # deployment arch of the run (best.json / arch.json) with those weights: the parameter shapes are the same.
-    deploy = build(arch.replace(num_classes=model.arch.num_classes, dropout=model.arch.dropout)).eval()
+    deploy = build(arch.replace(num_classes=model.arch.num_classes, dropout=model.arch.dropout,
+                                resolution=model.arch.resolution if model.metrics.get("trained_as") == "deployment"
+                                else arch.resolution)).eval()
     try:
         deploy.load_state_dict(model.state_dict())
     except RuntimeError:
         raise UserError(f"{ckpt} holds another arch than {arch_file}: pass run={ckpt} to export the checkpoint "
                         "as saved") from None
+    deploy.metrics = model.metrics
     return deploy, {"source": str(ckpt), "weights": "checkpoint", "deployment_arch": str(arch_file)}
+
+
+def carries(model: nn.Module, weights: str) -> tuple[str, str]:
+    """(kind, sentence) saying what the weights of an exported model are good for: 'task' (trained as this network
+    by python -m mnas.train on the user's data: for shipping), 'proxy' (trained as the proxy variant on the proxy
+    task, as every search, prune and compare run trains: for timing and checks only) or 'untrained'."""
+    if weights == "untrained":
+        return "untrained", "untrained weights: for latency and deployment checks only"
+    m = getattr(model, "metrics", None) or {}
+    if m.get("trained_as") == "deployment":
+        return "task", (f"task weights: trained as this network at {m.get('train_resolution')} px on "
+                        f"{m.get('data')} ({len(m.get('classes') or []) or model.arch.num_classes} classes): "
+                        "for shipping")
+    if weights == "as passed":
+        return "as passed", "weights as passed to export()"
+    return "proxy", (f"proxy-task weights ({model.arch.num_classes} classes, trained as the proxy variant at a "
+                     "proxy resolution): for timing and checks, not for shipping; to ship, train the arch on your "
+                     "data with python -m mnas.train arch=<run> data=imagefolder data.root=<folder>")
 
 
 def export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> np.ndarray:
@@ -161,6 +182,7 @@ def export(model_or_source, out_dir, formats=("json", "string", "pt", "onnx"), p
     if proxy_resolution is not None and not (isinstance(proxy_resolution, int) and proxy_resolution >= 8):
         raise UserError(f"proxy_resolution={proxy_resolution!r} is invalid: use null or an integer >= 8, e.g. 32")
     model, manifest = open_source(model_or_source)
+    manifest["carries"], manifest["carries_text"] = carries(model, manifest["weights"])
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} already holds files and nothing is overwritten: pass another out_dir")
@@ -174,7 +196,8 @@ def export(model_or_source, out_dir, formats=("json", "string", "pt", "onnx"), p
         elif f == "string":
             path.write_text(arch.to_string() + "\n")
         elif f == "pt":
-            save_checkpoint(str(path), model, {"weights": manifest["weights"]})
+            save_checkpoint(str(path), model, {**(getattr(model, "metrics", None) or {}),
+                                               "weights": manifest["weights"]})
         elif f == "onnx":
             files["onnx"] = checked(model, shape, path, export_onnx)
         elif f == "pte":
@@ -239,6 +262,8 @@ def main(cfg) -> dict:
     if m["weights"] == "untrained":
         print(f"WARNING: weights are UNTRAINED (freshly initialised, no checkpoint in {label}): "
               "these files are for latency and deployment checks only, not for accuracy")
+    else:
+        print(f"weights: {m['carries_text']}")
     return m
 
 

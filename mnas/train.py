@@ -11,11 +11,13 @@ import pickle
 import re
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from mnas import data as datasets
@@ -28,7 +30,7 @@ OPTIMIZERS = ("sgd", "rmsprop")
 COLUMNS = ["epoch", "train_loss", "val_acc", "val_loss", "lr", "img_per_s", "seconds"]
 
 
-def pick_device(device=None) -> torch.device:
+def pick_device(device=None, key: str = "device") -> torch.device:
     """The torch device to train on: `device` ("cpu", "cuda", "cuda:1", a torch.device) or, when None or "auto",
     the GPU of this process (LOCAL_RANK under torchrun) when CUDA is available, else the CPU. A GPU asked for on a
     machine without one is a UserError."""
@@ -39,12 +41,12 @@ def pick_device(device=None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise UserError(f"device={device!r} is invalid: use auto, cpu or cuda[:<index>]") from None
+        raise UserError(f"{key}={device!r} is invalid: use auto, cpu or cuda[:<index>]") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={device!r} asked for a GPU, but PyTorch sees none (torch {torch.__version__}): "
-                        "use device=cpu or auto")
+        raise UserError(f"{key}={device!r} asked for a GPU, but PyTorch sees none (torch {torch.__version__}): "
+                        f"use {key}=cpu or auto")
     if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"device={device!r} is not supported: use auto, cpu or cuda[:<index>]")
+        raise UserError(f"{key}={device!r} is not supported: use auto, cpu or cuda[:<index>]")
     return dev
 
 
@@ -127,9 +129,25 @@ def check_args(epochs, batch_size, lr, optimizer, max_steps):
                         "all must be positive (max_steps may be null, or epochs when max_steps is set)")
 
 
+def save_state(path, state: dict) -> None:
+    """torch.save `state` to `path` atomically: a kill during the write leaves the previous file intact."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path, what: str = "training checkpoint") -> dict:
+    """The training state that save_state wrote (tensors and plain types only); unreadable: a UserError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, pickled code, ...: one line
+        raise UserError(f"{what} {path} is unreadable ({_reason(e)}): delete it to start again") from None
+
+
 def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_decay=4e-5, label_smoothing=0.1,
         resolution=32, augment=True, channels_last=True, threads=None, max_steps=None, seed=0, progress=True,
-        log=None, bn_recalibration=True, device=None):
+        log=None, bn_recalibration=True, device=None, ema=None, state_path=None, state_every=None):
     """Train `model` on data.train and evaluate on data.val after each epoch (and when max_steps stops it).
     `max_steps` caps the steps of `epochs` epochs; epochs=None runs as many epochs as max_steps needs.
 
@@ -140,8 +158,16 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
     seconds, steps, epochs: the rows}. `model` is an mnas model (it carries `.arch`).
 
     It trains on `device` (pick_device: a GPU when there is one, unless device="cpu") and is left on the device
-    it came on, so callers that export or measure it on the CPU need not know where it trained."""
+    it came on, so callers that export or measure it on the CPU need not know where it trained.
+
+    `augment`: see mnas.data.batches (False, True/"crop", "rrc"). `ema` (e.g. 0.999): also keep an exponential
+    moving average of the weights and buffers (torch.optim.swa_utils); it is what gets evaluated, and `model`
+    ends with the averaged weights. `state_path`: the training state (weights, optimizer, EMA, RNG, step, rows)
+    is saved there every `state_every` steps and after every epoch; if the file exists when fit starts, training
+    continues from it and ends exactly as the uninterrupted run would (same data order and augmentation)."""
     check_args(epochs, batch_size, lr, optimizer, max_steps)
+    if ema is not None and not 0 < ema < 1:
+        raise UserError(f"ema={ema!r} is invalid: use null or a decay in (0, 1), e.g. 0.999")
     home, dev = device_of(model), pick_device(device)
     model.to(dev)
     if threads:
@@ -159,13 +185,44 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
            torch.optim.RMSprop(groups, lr=peak, alpha=0.9, eps=1e-3, momentum=0.9))
     model.train()
     fmt = _memory_format(model, channels_last)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
+    scored = averaged.module if ema else model  # what is evaluated (and, at the end, what `model` holds)
 
-    rows, step, seen, train_s, start = [], 0, 0, 0.0, time.perf_counter()
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress or not sys.stderr.isatty())
+    rows, step, seen, train_s, start, resumed = [], 0, 0, 0.0, time.perf_counter(), None
+    if state_path and os.path.isfile(state_path):
+        resumed = load_state(state_path)
+        if resumed.get("total") != total:
+            raise UserError(f"{state_path} is the state of a {resumed.get('total')}-step training, this one has "
+                            f"{total} steps: resume with the settings it was started with, or delete it")
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        if averaged is not None:
+            averaged.load_state_dict(resumed["ema"])
+        torch.set_rng_state(resumed["rng"])
+        rows, step, seen, train_s = resumed["rows"], resumed["step"], resumed["seen"], resumed["train_s"]
+
+    def save(losses, epoch_seen, epoch_elapsed):
+        if state_path:
+            save_state(state_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total": total,
+                "rows": rows, "seen": seen, "train_s": train_s, "losses": losses, "epoch_seen": epoch_seen,
+                "epoch_elapsed": epoch_elapsed, "rng": torch.get_rng_state(),
+                "ema": averaged.state_dict() if averaged is not None else None})
+
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress or not sys.stderr.isatty())
     every = max(1, total // 10) if progress and bar.disable else 0  # a log file gets a line per 10% instead
-    for epoch in range(1, epochs + 1):
+    rate = lr_at(max(0, step - 1), total, peak, warmup)
+    for epoch in range(step // len(train) + 1, epochs + 1):
+        if step >= total:
+            break
+        train.epoch = epoch - 1  # the data order and augmentation of this epoch, as in an uninterrupted run
+        batches_of_epoch, done = iter(train), step - (epoch - 1) * len(train)
+        for _ in range(done):  # resuming mid-epoch: skip the batches already trained on
+            next(batches_of_epoch)
         t0, losses, epoch_seen = time.perf_counter(), [], 0
-        for x, y in train:
+        if done:  # this epoch's figures so far, as they were when the state was saved
+            losses, epoch_seen, t0 = list(resumed["losses"]), resumed["epoch_seen"], t0 - resumed["epoch_elapsed"]
+        for x, y in batches_of_epoch:
             rate = lr_at(step, total, peak, warmup)
             for g in opt.param_groups:
                 g["lr"] = rate
@@ -174,10 +231,14 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             losses.append(loss.item())
             if not math.isfinite(losses[-1]):
                 raise UserError(f"training diverged (loss {losses[-1]} at step {step}): lower lr (now {lr})")
             step, epoch_seen = step + 1, epoch_seen + len(y)
+            if state_every and step % state_every == 0 and step < total and step % len(train):
+                save(losses, epoch_seen, time.perf_counter() - t0)
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", lr=f"{rate:.3g}")
             if every and (step % every == 0 or step == total):
@@ -189,18 +250,20 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
         epoch_s = time.perf_counter() - t0
         train_s, seen = train_s + epoch_s, seen + epoch_seen
         if bn_recalibration:
-            recalibrate_bn(model, data.train, resolution, seed=seed + epoch, channels_last=channels_last)
-        val_acc, val_loss = evaluate(model, data.val, resolution, channels_last=channels_last)
+            recalibrate_bn(scored, data.train, resolution, seed=seed + epoch, channels_last=channels_last)
+        val_acc, val_loss = evaluate(scored, data.val, resolution, channels_last=channels_last)
         rows.append(dict(epoch=epoch, train_loss=sum(losses) / len(losses), val_acc=val_acc, val_loss=val_loss,
-                         lr=rate, img_per_s=epoch_seen / epoch_s, seconds=time.perf_counter() - start))
+                         lr=rate, img_per_s=epoch_seen / epoch_s,
+                         seconds=(rows[-1]["seconds"] if rows else 0.0) + time.perf_counter() - t0))
+        save([], 0, 0.0)
         if log:
             log(rows[-1])
-        if step >= total:
-            break
     bar.close()
+    if averaged is not None:
+        model.load_state_dict(scored.state_dict())
     model.to(home)
     return {"train_loss": [r["train_loss"] for r in rows], "val_acc": rows[-1]["val_acc"],
-            "val_loss": rows[-1]["val_loss"], "img_per_s": seen / train_s,
+            "val_loss": rows[-1]["val_loss"], "img_per_s": seen / max(train_s, 1e-9),
             "seconds": time.perf_counter() - start, "steps": step, "epochs": rows}
 
 
@@ -227,7 +290,8 @@ def save_checkpoint(path, model, metrics=None):
 
 
 def load_checkpoint(path):
-    """The model saved by save_checkpoint, rebuilt from its ArchConfig, in eval mode. Never unpickles code.
+    """The model saved by save_checkpoint, rebuilt from its ArchConfig, in eval mode, with the metrics saved beside
+    the weights as `model.metrics` (a dict; `trained_as` says proxy or deployment). Never unpickles code.
 
     Anything else is a one-line UserError: a missing, truncated or foreign file, pickled code or objects (refused
     by torch.load(weights_only=True)), a broken arch, or weights that do not fit the arch. `path` may also be a
@@ -255,6 +319,7 @@ def load_checkpoint(path):
     except RuntimeError as e:
         reason = re.sub(r"^Error\(s\) in loading state_dict for \w+: ", "", _reason(e))
         raise UserError(f"{what}: its weights do not fit its arch ({reason})") from None
+    model.metrics = ckpt.get("metrics") if isinstance(ckpt.get("metrics"), dict) else {}  # what save_checkpoint kept
     return model.eval()
 
 
@@ -264,47 +329,124 @@ def _reason(e: Exception, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def run_train(model="mobilenet_v2", width=1.0, resolution=224, proxy_resolution=32, data="fashion_mnist",
+def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution=32, data="fashion_mnist",
               data_root=None, val_size=0.1, train_subset=None, epochs=1, batch_size=128, lr=0.05, optimizer="sgd",
-              threads=None, seed=0, max_steps=None, out_dir=None, progress=True, max_stride=8):
-    """Train baseline `model` on dataset `data` as its proxy variant (mnas.nn.proxy: same layers, earliest strides set
-    to 1 until the total stride is <= max_stride, trained at `proxy_resolution`); write config.yaml, metrics.csv,
-    checkpoint.pt (the proxy network) and arch.json (the deployment arch, built for `resolution`) to out_dir
-    (default runs/train/<timestamp>/). Returns the metrics."""
-    config = {k: v for k, v in locals().items() if k != "progress"}
-    get_model(model, width, resolution)  # bad input fails now, before loading data or making the run dir
+              threads=None, seed=0, max_steps=None, out_dir=None, progress=True, max_stride=8, arch=None, proxy=None,
+              augment=None, ema=None, weight_decay=4e-5, label_smoothing=0.1, image_size=None,
+              accelerator="auto", checkpoint_every=200, resume=False):
+    """Train a network on dataset `data` and write config.yaml, metrics.csv, checkpoint.pt and arch.json (the
+    deployment arch with the data's classes) to out_dir (default runs/train/<timestamp>/). Returns the metrics.
+
+    The network is baseline `model` x `width`, or `arch` (mnas.rundir.arch_of: a search, prune or train run, a
+    best.json/arch.json, an arch string). `resolution` is its deployment input size (None: the arch's own; 224 for
+    a baseline). proxy=True trains its proxy variant (mnas.nn.proxy: earliest strides set to 1 until the total
+    stride is <= max_stride) at `proxy_resolution`, as search and compare score archs; proxy=False trains the
+    deployment network itself at `resolution`, the network to ship; None: False for `arch`, True for a baseline.
+    augment (None: "crop" for the proxy, "rrc" for the deployment network), ema: see fit; `accelerator`: fit's
+    device (auto: a GPU when PyTorch sees one; the config key is not `device`, which names a latency device).
+
+    The training state is saved to out_dir/state.pt every `checkpoint_every` steps and each epoch (and removed
+    once checkpoint.pt is written); resume=True continues a killed run in out_dir from it (its config.yaml's
+    settings), ending as the uninterrupted run would."""
+    from mnas.rundir import arch_of
+    config = {k: v for k, v in locals().items() if k not in ("progress", "resume", "arch_of")}
+    if arch is not None:
+        deploy, source = arch_of(arch)
+        name = f"arch from {source}"
+    else:
+        deploy, name = get_model(model, width, resolution or 224), f"{model} x{width}"
+    resolution = resolution or deploy.resolution
+    proxy = arch is None if proxy is None else proxy
+    augment = ("crop" if proxy else "rrc") if augment is None else augment
+    if not isinstance(proxy, bool):
+        raise UserError(f"proxy={proxy!r} is invalid: use true (the proxy variant), false (the deployment network) "
+                        "or null")
+    try:
+        deploy = deploy.replace(resolution=resolution)
+    except ValueError as e:
+        raise UserError(f"resolution={resolution!r}: {e}") from None
     check_args(epochs, batch_size, lr, optimizer, max_steps)
-    ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset)
-    deploy = get_model(model, width, resolution, num_classes=ds.num_classes)
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise UserError(f"checkpoint_every={checkpoint_every!r} is invalid: use a number of steps >= 1 or null")
+    datasets.batches(datasets.Split(torch.zeros(0, 1, 8, 8, dtype=torch.uint8), torch.zeros(0)), 1,
+                     augment=augment)  # a bad augment fails now, before loading data or making the run dir
+    if ema is not None and not (isinstance(ema, float) and 0 < ema < 1):
+        raise UserError(f"ema={ema!r} is invalid: use null or a decay in (0, 1), e.g. 0.999")
+    pick_device(accelerator, "accelerator")
+    if resume and out_dir and not os.path.exists(os.path.join(out_dir, "state.pt")) and \
+            os.path.exists(os.path.join(out_dir, "checkpoint.pt")):
+        print(f"{out_dir} is finished (checkpoint.pt): nothing to resume")
+        return dict(load_checkpoint(os.path.join(out_dir, "checkpoint.pt")).metrics, out_dir=str(out_dir))
+    train_res = proxy_resolution if proxy else resolution
+    options = {} if data != "imagefolder" else {"image_size": image_size or (64 if proxy else -(-resolution * 8 // 7))}
+    ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset, **options)
+    deploy = deploy.replace(num_classes=ds.num_classes)
+    net_arch = proxy_arch(deploy, ds.num_classes, max_stride) if proxy else deploy
     if out_dir is None:
         from mnas.cli import new_run_dir  # runs/train/<YYYYmmdd-HHMMSS>, never an existing folder
         out_dir = new_run_dir("train")
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump(dict(config, out_dir=str(out_dir)), f, sort_keys=False)
-    with open(os.path.join(out_dir, "metrics.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        net, metrics = train_from_scratch(deploy, ds, max_stride, seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                                          optimizer=optimizer, resolution=proxy_resolution, threads=threads,
-                                          max_steps=max_steps, progress=progress,
-                                          log=lambda row: (writer.writerow(row), f.flush()))
-    save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net, metrics)
+    state_path = os.path.join(out_dir, "state.pt")
+    if not resume:
+        if os.path.exists(state_path):
+            raise UserError(f"{out_dir} holds a started training (state.pt): continue it with resume={out_dir}, "
+                            "or pass another out_dir")
+        with open(os.path.join(out_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(dict(config, out_dir=str(out_dir)), f, sort_keys=False)
     with open(os.path.join(out_dir, "arch.json"), "w") as f:
         f.write(deploy.to_json(indent=2))
-    print(f"{model} x{width} on {data} ({len(ds.train)} train images, {proxy_resolution}px): "
-          f"val_acc {metrics['val_acc']:.4f}, val_loss {metrics['val_loss']:.4f}, "
-          f"{metrics['img_per_s']:.0f} img/s, {metrics['seconds']:.0f} s -> {out_dir}")
+    what = (f"the proxy variant ({train_res} px, total stride <= {max_stride})" if proxy else
+            f"the deployment network ({train_res} px)")
+    print(f"training {name}: {what} on {data} ({len(ds.train)} train images, {ds.num_classes} classes), "
+          f"augment {augment}{f', ema {ema}' if ema else ''}, on {pick_device(accelerator)}; run dir {out_dir}"
+          f"{' (resuming)' if resume and os.path.exists(state_path) else ''}", flush=True)
+    metrics_path = os.path.join(out_dir, "metrics.csv")
+    done = 0
+    if resume and os.path.exists(metrics_path) and os.path.exists(state_path):
+        done = len(load_state(state_path)["rows"])  # epochs already logged there (later rows are rewritten)
+    keep = []
+    if done and os.path.exists(metrics_path):
+        with open(metrics_path, newline="") as f:
+            keep = list(csv.DictReader(f))[:done]
+    with open(metrics_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(keep)
+        f.flush()
+        net = build(net_arch, seed=seed)
+        metrics = fit(net, ds, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                      weight_decay=weight_decay, label_smoothing=label_smoothing, resolution=train_res,
+                      augment=augment, threads=threads, max_steps=max_steps, progress=progress, device=accelerator,
+                      ema=ema, state_path=state_path, state_every=checkpoint_every,
+                      log=lambda row: (writer.writerow(row), f.flush()))
+    metrics["test_acc"], metrics["test_loss"] = evaluate(net, ds.test, train_res)
+    save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net,
+                    dict(metrics, trained_as="proxy" if proxy else "deployment", data=data, classes=ds.classes,
+                         train_resolution=train_res, epochs=metrics["epochs"]))
+    os.remove(state_path)  # finished: checkpoint.pt is the result; the training state is no longer needed
+    print(f"{name} on {data} ({len(ds.train)} train images, {train_res} px): val_acc {metrics['val_acc']:.4f}, "
+          f"test_acc {metrics['test_acc']:.4f}, {metrics['img_per_s']:.0f} img/s, {metrics['seconds']:.0f} s "
+          f"-> {out_dir}")
     return dict(metrics, out_dir=str(out_dir))
 
 
 def main(cfg):
-    """Hydra config (conf/train.yaml + conf/data/<name>.yaml) -> plain arguments -> run_train."""
+    """Hydra config (conf/train.yaml + conf/data/<name>.yaml) -> plain arguments -> run_train; resume=<run dir>
+    continues a killed training with the settings saved in its config.yaml."""
     from mnas.cli import to_plain
     c = to_plain(cfg)
+    if c.get("resume"):
+        run = c["resume"]
+        if not os.path.isfile(os.path.join(run, "config.yaml")):
+            raise UserError(f"resume={run} is not a train run directory (no config.yaml there)")
+        with open(os.path.join(run, "config.yaml")) as f:
+            saved = yaml.safe_load(f)
+        return run_train(**{**saved, "out_dir": run, "resume": True})
+    c.pop("resume", None)
     d = c.pop("data")
     return run_train(data=d["name"], data_root=d.get("root"), val_size=d.get("val_size", 0.1),
-                     train_subset=d.get("train_subset"), proxy_resolution=d.get("proxy_resolution", 32), **c)
+                     train_subset=d.get("train_subset"), proxy_resolution=d.get("proxy_resolution", 32),
+                     image_size=d.get("image_size"), **c)
 
 
 if __name__ == "__main__":

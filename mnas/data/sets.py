@@ -175,15 +175,25 @@ def mean_std(images):
 
 
 # ---------------------------------------------------------------------------------------------- batches
+AUGMENT = (False, True, "none", "crop", "rrc")  # False/none | True/crop: pad, crop, flip | rrc: resized crop, flip
+
+
 class batches:
     """Re-iterable batches of (x float32 N x channels x res x res, normalised; y int64). Each pass over it
-    is a new epoch with a new shuffle and augmentation, derived from (seed, epoch)."""
+    is a new epoch with a new shuffle and augmentation, derived from (seed, epoch).
+
+    augment: False (none), True or "crop" (reflect-pad by res/8, random crop, horizontal flip: the proxy
+    recipe) or "rrc" (a random crop of 25-100% of the stored image's area at aspect 3/4-4/3, resized to res,
+    and a horizontal flip: the usual recipe for training a network at its deployment resolution)."""
 
     def __init__(self, split, batch_size, resolution=32, shuffle=False, augment=False, seed=0, channels=3,
                  drop_last=False):
         stored = split.images.shape[1]  # 1 -> any count by repetition; any count -> 1 by averaging
         if not (stored == channels or stored == 1 or channels == 1):
             raise UserError(f"cannot serve {stored}-channel images as {channels} channels: use 1 or {stored}")
+        if augment not in AUGMENT:
+            raise UserError(f"augment={augment!r} is invalid: use none, crop or rrc")
+        augment = {"none": False, "crop": True}.get(augment, augment) if isinstance(augment, str) else augment
         self.split, self.batch_size, self.resolution, self.channels = split, batch_size, resolution, channels
         self.shuffle, self.augment, self.seed, self.drop_last = shuffle, augment, seed, drop_last
         self.epoch = 0
@@ -201,11 +211,14 @@ class batches:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = (self.split.images[idx].float().div_(255) - mean) / std
-            if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
-                x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
-                                  align_corners=False, antialias=self.resolution < x.shape[-1])
-            if self.augment:
-                x = _crop_flip(x, self.resolution // 8, g)
+            if self.augment == "rrc":
+                x = resized_crop_flip(x, self.resolution, g)
+            else:
+                if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
+                    x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
+                                      align_corners=False, antialias=self.resolution < x.shape[-1])
+                if self.augment:
+                    x = _crop_flip(x, self.resolution // 8, g)
             if x.shape[1] != self.channels:
                 x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
             yield x.contiguous(), self.split.labels[idx]
@@ -222,3 +235,19 @@ def _crop_flip(x, pad, g):
         x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
     flip = torch.rand(n, generator=g) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def resized_crop_flip(x, out, g, scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3)):
+    """Random-resized crop and horizontal flip of each image of batch x, resampled (bilinear) to out x out in one
+    grid_sample: per image a crop of `scale` of the area at an aspect ratio in `ratio` (log-uniform), clipped to
+    the image, at a uniform position; one draw per image from generator g."""
+    n = x.shape[0]
+    area = torch.rand(n, generator=g) * (scale[1] - scale[0]) + scale[0]
+    aspect = torch.exp(torch.rand(n, generator=g) * math.log(ratio[1] / ratio[0]) + math.log(ratio[0]))
+    w, h = (area * aspect).sqrt().clamp(max=1.0), (area / aspect).sqrt().clamp(max=1.0)  # fractions of the sides
+    cx, cy = (torch.rand(2, n, generator=g) * 2 - 1) * torch.stack([1 - w, 1 - h])  # centre, in [-1, 1] units
+    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w * flip, cx, h, cy
+    grid = F.affine_grid(theta, [n, x.shape[1], out, out], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -35,6 +35,7 @@ from mnas.nn.proxy import proxy_arch
 from mnas.nn.stats import count
 from mnas.prune.netadapt import checkpoint_path, minimal_arch, netadapt, read_history
 from mnas.prune.settings import Settings
+from mnas.rundir import arch_of
 from mnas.train import evaluate, load_checkpoint, save_checkpoint, train_from_scratch  # noqa: E402
 
 RESUME_OVERRIDES = ("compare_seeds", "threads", "jobs")  # taken from the command line when resuming, not the saved run
@@ -306,15 +307,12 @@ def resolve_input(c: dict) -> tuple[ArchConfig, str | None, tuple[str, float] | 
                         "(e.g. runs/train/<time>/checkpoint.pt)")
     if c.get("search"):
         run = Path(c["search"])
-        best = run / "best.json"
-        if not best.is_file():
+        if not (run / "best.json").is_file():
             raise UserError(f"search={run} is not a search run directory (no best.json there)")
-        arch = json.loads(best.read_text()).get("arch")
-        if not arch:
-            raise UserError(f"search run {run} has no arch within its budget yet (best.json arch is null)")
+        arch, _ = arch_of(run / "best.json")
         found = [p for p in (run / "model.pt", run / "checkpoint.pt") if p.is_file()]
         if c.get("compare_width"):
             raise UserError("compare_width=true compares with a width-multiplied baseline: use model=<baseline>")
-        return ArchConfig.from_string(arch), c.get("checkpoint") or (str(found[0]) if found else None), None
+        return arch, c.get("checkpoint") or (str(found[0]) if found else None), None
     deploy = get_model(c["model"], c["width"], c["resolution"])
     return deploy, c.get("checkpoint"), (c["model"], c["width"]) if c.get("compare_width") else None

@@ -37,7 +37,7 @@ from mnas.data.sets import Split, batches
 from mnas.errors import UserError
 from mnas.nn.space import Space
 from mnas.supernet.elastic import Supernet
-from mnas.train import lr_at, pick_device
+from mnas.train import load_state, lr_at, pick_device, save_state
 
 CACHE_DIR = Path("runs") / "supernets"
 VERSION = 1  # bump when a change to the supernet or its training makes cached supernets stale
@@ -178,21 +178,6 @@ def _rng_states(world: int) -> list:
     return states
 
 
-def save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill during the write leaves the previous checkpoint intact
-
-
-def load_state(path: Path) -> dict:
-    """The training state (weights, optimizer, step, RNG states) that save_state wrote; unreadable: a UserError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickled code, ...: one line
-        raise UserError(f"supernet checkpoint {path} is unreadable ({str(e).splitlines()[0]}): delete it to "
-                        f"retrain") from None
-
-
 def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, max_steps: int | None = None,
                    checkpoint_every: int = 100, progress: bool = True, device=None) -> tuple[Supernet, dict]:
     """Train (or resume, or just load) the supernet whose checkpoint lives in out_dir. Stops when the schedule
@@ -214,7 +199,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
     peak, warmup = s.lr * s.batch_size * world / 128, max(1, total // 30)
     step, seconds, ck = 0, 0.0, None
     if ckpt_path.exists():
-        ck = load_state(ckpt_path)
+        ck = load_state(ckpt_path, "supernet checkpoint")
         done = ck["step"] >= ck["total"]  # a finished supernet serves any process count
         if ck["settings"] != settings_key(s) or not done and (ck["total"], ck["world"]) != (total, world):
             raise UserError(f"{ckpt_path} was written by another schedule ({ck['settings']}, {ck['world']} "

@@ -1,0 +1,184 @@
+"""Training the chosen arch for real (issue 30): the deployment network at its own resolution with random-resized
+crops, EMA, a saved training state that a killed run continues from exactly, arch= from any run or string, and
+an export that says what its weights are for."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnas import data, train
+from mnas.data.sets import resized_crop_flip
+from mnas.errors import UserError
+from mnas.export import export
+from mnas.nn.models import build, get_model
+from mnas.rundir import arch_of
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = get_model("mobilenet_v3_small", 0.5, resolution=32, num_classes=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+def test_resized_crop_of_the_whole_image_is_the_image_or_its_mirror():
+    x = torch.randn(6, 3, 8, 8)
+    out = resized_crop_flip(x, 8, torch.Generator().manual_seed(0), scale=(1, 1), ratio=(1, 1))
+    for a, b in zip(out, x):
+        assert torch.allclose(a, b, atol=1e-5) or torch.allclose(a, b.flip(2), atol=1e-5)
+
+
+def test_resized_crops_differ_per_image_and_repeat_per_seed():
+    x = torch.randn(1, 3, 40, 40).expand(8, -1, -1, -1)
+    a = resized_crop_flip(x, 24, torch.Generator().manual_seed(1))
+    b = resized_crop_flip(x, 24, torch.Generator().manual_seed(1))
+    assert a.shape == (8, 3, 24, 24) and torch.equal(a, b)
+    assert len(torch.unique(a.flatten(1), dim=0)) == 8  # one crop per image, not one per batch
+
+
+def test_rrc_batches_and_bad_augment(digits):
+    x, y = next(iter(data.batches(digits.train, 16, 40, shuffle=True, augment="rrc", channels=3)))
+    assert x.shape == (16, 3, 40, 40) and len(y) == 16
+    with pytest.raises(UserError, match="augment='blur' is invalid"):
+        data.batches(digits.train, 16, augment="blur")
+
+
+def test_arch_of_reads_runs_files_and_strings(tmp_path):
+    s = TINY.to_string()
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "best.json").write_text(json.dumps({"arch": s, "accuracy": 0.5}))
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "arch.json").write_text(TINY.to_json())
+    for spec in (tmp_path / "search", tmp_path / "search" / "best.json", tmp_path / "train", s):
+        assert arch_of(spec)[0] == TINY
+    (tmp_path / "none.json").write_text(json.dumps({"arch": None}))
+    for bad, match in ((tmp_path, "neither best.json nor arch.json"), (tmp_path / "none.json", "names no arch"),
+                       (tmp_path / "missing/best.json", "not found"), ("nothing", "not found"),
+                       ("r224-in3-nonsense", "not a valid arch string")):
+        with pytest.raises(UserError, match=match):
+            arch_of(bad)
+
+
+def test_a_resumed_fit_ends_as_the_uninterrupted_one(tmp_path, digits, monkeypatch):
+    """The state saved mid-epoch (step 10 of 20 per epoch) is copied aside, as a kill at that moment would leave
+    it; a fresh model resumed from it ends with exactly the weights, EMA and rows of the uninterrupted run."""
+    opts = dict(epochs=2, batch_size=64, lr=0.2, resolution=32, augment="rrc", ema=0.9, progress=False, seed=3,
+                state_every=5)
+    real = train.save_state
+
+    def spy(path, state):
+        if state["step"] == 10:
+            real(tmp_path / "killed.pt", state)
+        real(path, state)
+    monkeypatch.setattr(train, "save_state", spy)
+    whole = build(TINY, seed=0)
+    m1 = train.fit(whole, digits, state_path=tmp_path / "whole.pt", **opts)
+    killed = torch.load(tmp_path / "killed.pt", weights_only=True)
+    assert len(killed["losses"]) == 10 and killed["step"] % (len(digits.train) // 64) and not killed["rows"]
+    resumed = build(TINY, seed=1)  # other initial weights: everything must come from the state
+    m2 = train.fit(resumed, digits, state_path=tmp_path / "killed.pt", **opts)
+    assert m2["steps"] == m1["steps"] == 2 * (len(digits.train) // 64)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [r["val_acc"] for r in m1["epochs"]] == [r["val_acc"] for r in m2["epochs"]]
+    assert m1["train_loss"] == pytest.approx(m2["train_loss"], rel=1e-12)
+
+
+def test_ema_is_what_is_scored_and_kept(digits):
+    plain, averaged = build(TINY, seed=0), build(TINY, seed=0)
+    opts = dict(epochs=1, batch_size=64, lr=0.2, resolution=32, progress=False, max_steps=6)
+    train.fit(plain, digits, **opts)
+    train.fit(averaged, digits, ema=0.5, **opts)
+    w = [n for n, p in plain.named_parameters() if p.ndim > 1][0]
+    assert not torch.equal(plain.state_dict()[w], averaged.state_dict()[w])
+    with pytest.raises(UserError, match="ema=1.5 is invalid"):
+        train.fit(build(TINY), digits, ema=1.5, **opts)
+
+
+def _folder(root: Path, n=12):
+    rng = np.random.default_rng(0)
+    for c, colour in (("cat", 0), ("dog", 1), ("fox", 2)):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 60, (48, 40, 3), dtype=np.uint8)
+            img[8:40, 8:32, colour] = 200  # each class its colour: learnable in a few steps
+            Image.fromarray(img).save(root / c / f"{i}.png")
+
+
+def test_train_the_found_arch_on_an_image_folder_then_export_it(tmp_path):
+    """The journey's last mile on a tiny ImageFolder: a search's best.json -> the deployment network trained at
+    its own (given) resolution on the user's classes -> an export that carries task weights at that input size."""
+    _folder(tmp_path / "images")
+    run = tmp_path / "search"
+    run.mkdir()
+    (run / "best.json").write_text(json.dumps({"arch": get_model("mobilenet_v3_small", 0.5).to_string()}))
+    r = train.run_train(arch=str(run), data="imagefolder", data_root=str(tmp_path / "images"), resolution=48,
+                        val_size=6, epochs=2, batch_size=8, lr=0.1, seed=0, out_dir=str(tmp_path / "t"),
+                        progress=False, threads=1, accelerator="cpu")
+    net = train.load_checkpoint(str(tmp_path / "t" / "checkpoint.pt"))
+    assert net.arch.resolution == 48 and net.arch.num_classes == 3 and net.arch.stem.stride == 2  # no proxy strides
+    assert net.metrics["trained_as"] == "deployment" and net.metrics["classes"] == ["cat", "dog", "fox"]
+    assert 0 <= r["test_acc"] <= 1 and not (tmp_path / "t" / "state.pt").exists()  # finished: state removed
+    m = export(tmp_path / "t", tmp_path / "e", formats="onnx")
+    assert m["carries"] == "task" and "for shipping" in m["carries_text"]
+    assert m["files"]["onnx"]["input_shape"] == [1, 3, 48, 48] and m["num_classes"] == 3
+    proxy = train.run_train(model="mobilenet_v3_small", width=0.5, data="digits", epochs=1, max_steps=2,
+                            batch_size=32, out_dir=str(tmp_path / "p"), progress=False, threads=1)
+    assert proxy["out_dir"] and export(tmp_path / "p", tmp_path / "pe", formats="json")["carries"] == "proxy"
+
+
+def test_train_refuses_a_started_run_dir_and_bad_input(tmp_path):
+    out = tmp_path / "t"
+    out.mkdir()
+    (out / "state.pt").write_bytes(b"")
+    with pytest.raises(UserError, match="resume="):
+        train.run_train(model="mobilenet_v3_small", data="digits", out_dir=str(out), progress=False)
+    with pytest.raises(UserError, match="proxy='yes' is invalid"):
+        train.run_train(model="mobilenet_v3_small", data="digits", proxy="yes", progress=False)
+    with pytest.raises(UserError, match="not found"):
+        train.run_train(arch="runs/nowhere/best.json", data="digits", progress=False)
+
+
+def test_cli_killed_training_resumes_to_the_same_weights(tmp_path):
+    """python -m mnas.train SIGKILLed after its first mid-epoch save, then resume=<run dir>: the checkpoint equals
+    an uninterrupted run's, and metrics.csv has each epoch once."""
+    from test_faults import kill_when, start
+    args = ["mnas.train", "arch=" + TINY.to_string(), "data=digits", "resolution=32", "epochs=3", "batch_size=32",
+            "lr=0.1", "threads=1", "checkpoint_every=4", "accelerator=cpu"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    r = subprocess.run([sys.executable, "-m", *args, f"out_dir={whole}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+
+    def mid_second_epoch():
+        try:
+            return torch.load(killed / "state.pt", weights_only=True)["step"] > 40
+        except Exception:
+            return False
+    kill_when(start(args + [f"out_dir={killed}"]), mid_second_epoch)
+    assert not (killed / "checkpoint.pt").exists()
+    r = subprocess.run([sys.executable, "-m", "mnas.train", f"resume={killed}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout
+    a, b = (torch.load(p / "checkpoint.pt", weights_only=True)["state_dict"] for p in (whole, killed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [line.split(",")[0] for line in (killed / "metrics.csv").read_text().splitlines()] == \
+        ["epoch", "1", "2", "3"]
+    again = subprocess.run([sys.executable, "-m", "mnas.train", f"resume={killed}"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and "nothing to resume" in again.stdout
