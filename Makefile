@@ -11,9 +11,10 @@ PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 setup: .venv/.installed data
 
 # Every pip call passes the constraints file, so torch stays the pinned CPU build.
-.venv/.installed: requirements.txt constraints.txt
+.venv/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q -c constraints.txt -r requirements.txt
+	$(PIP) install -q -c constraints.txt --no-deps --no-build-isolation -e .   # import mnas from anywhere
 	touch $@
 
 # Fashion-MNIST comes from Debian's package; installed automatically when running as root.

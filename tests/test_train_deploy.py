@@ -2,6 +2,7 @@
 crops, EMA, a saved training state that a killed run continues from exactly, arch= from any run or string, and
 an export that says what its weights are for."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,14 @@ def test_cli_killed_training_resumes_to_the_same_weights(tmp_path):
     again = subprocess.run([sys.executable, "-m", "mnas.train", f"resume={killed}"], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0 and "nothing to resume" in again.stdout
+
+
+def test_readme_python_block_runs_from_outside_the_repository(tmp_path):
+    """README "From Python", run as shown by the venv's Python from another folder (make setup installs mnas)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["39.1M MACs, 1.65M params", "13.05 ms"]
