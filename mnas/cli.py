@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import hydra
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mnas.errors import UserError, one_line_errors
@@ -55,6 +56,33 @@ def new_run_dir(command: str, device: str | None = None) -> Path:
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
     path.mkdir(parents=True)
     return path
+
+
+def resumed_config(c: dict, command: str, keep=()) -> dict:
+    """For `resume=<run dir>`, every command's way: the config saved in that run's config.yaml, with the keys in
+    `keep` taken from the command line instead (e.g. n_trials) and `resume` set. A folder without a readable
+    config.yaml is a UserError naming the command."""
+    run = Path(c["resume"])
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"resume={run} is not a {command} run directory (no config.yaml there)")
+    try:
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{run / 'config.yaml'} does not parse ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"{run / 'config.yaml'} holds no {command} settings")
+    return {**saved, **{k: c[k] for k in keep if k in c}, "resume": str(run)}
+
+
+def open_run_dir(c: dict, command: str, device: str | None = None) -> Path:
+    """The run directory of a command: the resumed one (c['resume']), else c['out_dir'] or a new
+    runs/<command>/<device>/<time>/, made, with the resolved config written to its config.yaml."""
+    if c.get("resume"):
+        return Path(c["resume"])
+    out = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir(command, device)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    return out
 
 
 _UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}

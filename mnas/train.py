@@ -433,15 +433,11 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution
 def main(cfg):
     """Hydra config (conf/train.yaml + conf/data/<name>.yaml) -> plain arguments -> run_train; resume=<run dir>
     continues a killed training with the settings saved in its config.yaml."""
-    from mnas.cli import to_plain
+    from mnas.cli import resumed_config, to_plain
     c = to_plain(cfg)
     if c.get("resume"):
-        run = c["resume"]
-        if not os.path.isfile(os.path.join(run, "config.yaml")):
-            raise UserError(f"resume={run} is not a train run directory (no config.yaml there)")
-        with open(os.path.join(run, "config.yaml")) as f:
-            saved = yaml.safe_load(f)
-        return run_train(**{**saved, "out_dir": run, "resume": True})
+        saved = resumed_config(c, "train")  # run_train's own arguments, as it saved them
+        return run_train(**{**saved, "out_dir": saved["resume"], "resume": True})
     c.pop("resume", None)
     d = c.pop("data")
     return run_train(data=d["name"], data_root=d.get("root"), val_size=d.get("val_size", 0.1),

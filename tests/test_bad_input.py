@@ -41,6 +41,8 @@ def files(tmp_path_factory):
                                   "act: hswish}\nblock: {kernel: [4], expand: [3], se: [false], act: [relu]}\n"
                                   "stages: [{depth: [1], out: [8], stride: 2}]\nhead: {out: 32, act: hswish}\n")
     (d / "nodata").mkdir()
+    (d / "badconfig").mkdir()
+    (d / "badconfig" / "config.yaml").write_text("model: [unclosed\n")
     return d
 
 
@@ -48,7 +50,13 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     # device and sampler cases are in test_search_cli.py
     ("mnas.search space=v9_huge", r"unknown space 'v9_huge': available .*v3_large.*v3_small"),
     ("mnas.search space.name={d}/space.yaml", r"stages\[0\]\.kernel has 4: allowed 3, 5, 7"),
-    ("mnas.search resume={d}/nodata", r"resume=.*nodata"),
+    ("mnas.search resume={d}/nodata", r"resume=.*nodata is not a search run directory"),
+    ("mnas.prune resume={d}/nodata", r"resume=.*nodata is not a prune run directory"),
+    ("mnas.train resume={d}/nodata", r"resume=.*nodata is not a train run directory"),
+    ("mnas.train resume={d}/badconfig", r"badconfig/config.yaml does not parse"),
+    ("mnas.train arch={d}/nodata data=digits", r"nodata holds neither best.json nor arch.json"),
+    ("mnas.train model=mobilenet_v3_small data=digits accelerator=tpu", r"accelerator='tpu' is "),
+    ("mnas.train model=mobilenet_v3_small data=digits augment=blur", r"augment='blur' is invalid"),
     ("mnas.latency build device=cpu model=mobilenet_v3_small table={d}/corrupt.parquet",
      r"corrupt.parquet is not a readable Parquet latency table"),
     ("mnas.latency build device=cpu model=mobilenet_v3_small table={d}/truncated.parquet",

@@ -1,18 +1,15 @@
 """`python -m mnas.prune model=mobilenet_v2 target=0.7x`: config (conf/prune.yaml) -> run_prune."""
 from __future__ import annotations
 
-from pathlib import Path
 
-import yaml
 
-from mnas.errors import UserError
 from mnas.prune.run import RESUME_OVERRIDES, check_seeds, check_target, resolve_input, run_prune
 from mnas.prune.settings import Settings
 
 
 def main(cfg) -> dict:
     """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
-    from mnas.cli import apply_preset, new_run_dir, to_plain
+    from mnas.cli import apply_preset, open_run_dir, resumed_config, to_plain
     from mnas.data import config_args, load
     from mnas.latency import predict
     from mnas.latency.profile import measure_archs
@@ -20,11 +17,7 @@ def main(cfg) -> dict:
 
     c = to_plain(cfg)
     if c.get("resume"):
-        out_dir = Path(c["resume"])
-        if not (out_dir / "config.yaml").is_file():
-            raise UserError(f"resume={out_dir} is not a prune run directory (no config.yaml there)")
-        keep = {k: c[k] for k in RESUME_OVERRIDES}  # the saved settings win, except these
-        c = {**yaml.safe_load((out_dir / "config.yaml").read_text()), **keep, "resume": str(out_dir)}
+        c = resumed_config(c, "prune", keep=RESUME_OVERRIDES)  # the saved settings win, except these
     apply_preset(c, "scale", "scales")
     device = c["device"]["name"]
     dev = load_device(device)
@@ -38,10 +31,7 @@ def main(cfg) -> dict:
     check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
     d = c["data"]
     data = load(**config_args(d, c["seed"]))
-    if not c.get("resume"):
-        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("prune", device)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    out_dir = open_run_dir(c, "prune", device)
     source = checkpoint if checkpoint and c["init"] != "scratch" else f"from scratch, {c['init_steps']} steps"
     source = f"resuming {out_dir}" if c.get("resume") else source
     print(f"pruning {deploy.to_string()[:60]}... for {device} to {c['target']}; proxy {d['name']} "

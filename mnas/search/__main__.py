@@ -1,17 +1,12 @@
 """`python -m mnas.search device=pixel budget=15ms`: config (conf/search.yaml) -> run_search -> pipeline."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
-from mnas.errors import UserError
 from mnas.search.study import SearchSettings, check_budget, run_search
 
 
 def main(cfg) -> dict:
     """Hydra config -> plain arguments -> run_search (see conf/search.yaml)."""
-    from mnas.cli import new_run_dir, parse_ms, to_plain
+    from mnas.cli import open_run_dir, parse_ms, resumed_config, to_plain
     from mnas.data import config_args, load
     from mnas.latency import predict
     from mnas.nn.space import load_space
@@ -21,11 +16,7 @@ def main(cfg) -> dict:
     budget = parse_ms(c["budget"])
     device = c["device"]["name"]
     if c.get("resume"):
-        out_dir = Path(c["resume"])
-        if not (out_dir / "config.yaml").is_file():
-            raise UserError(f"resume={out_dir} is not a search run directory (no config.yaml there)")
-        saved = yaml.safe_load((out_dir / "config.yaml").read_text())
-        c = {**saved, "n_trials": c["n_trials"], "timeout": c["timeout"], "resume": str(out_dir)}
+        c = resumed_config(c, "search", keep=("n_trials", "timeout"))
         budget, device = parse_ms(c["budget"]), c["device"]["name"]
     space = load_space(c["space"]["name"])
     settings = SearchSettings(budget_ms=budget, sampler=c["sampler"]["name"], objective=c["objective"], w=c["w"],
@@ -38,10 +29,7 @@ def main(cfg) -> dict:
     d, e = c["data"], dict(c["estimator"])
     data = load(**config_args(d, c["seed"]))
     estimator = make_estimator(e.pop("name"), data, resolution=d.get("proxy_resolution", 32), seed=c["seed"], **e)
-    if not c.get("resume"):
-        out_dir = Path(c["out_dir"]) if c.get("out_dir") else new_run_dir("search", device)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
+    out_dir = open_run_dir(c, "search", device)
     print(f"{space.describe()}; device {device}; budget {budget:g} ms; estimator {c['estimator']['name']} on "
           f"{d['name']} ({d.get('proxy_resolution', 32)}px proxy); run dir {out_dir}")
     best = run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
