@@ -1,6 +1,9 @@
-"""Shared test fixtures: a tiny search space (two stages, 64x64 deployment) that tests load or write as YAML."""
+"""Shared test fixtures: a tiny search space (two stages, 64x64 deployment) that tests load or write as YAML,
+one torch thread per module (`pytestmark = pytest.mark.usefixtures("one_thread")`) and the digits data set."""
 import pytest
+import torch
 
+from mnas import data
 from mnas.nn.space import load_space
 
 TINY_SPACE = """
@@ -28,3 +31,19 @@ def tiny_space_file(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_space(tiny_space_file):
     return load_space(str(tiny_space_file))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain little from threads, and on a busy 2-core machine OpenMP oversubscription makes them
+    5-10x slower: run a module on one thread, then restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits with the default validation carve-out (modules may define their own)."""
+    return data.load("digits")

@@ -6,7 +6,6 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 import mnas.compare.run as compare
@@ -23,12 +22,7 @@ FOUND = get_model("mobilenet_v3_small", 0.5, 64)
 PRUNED = get_model("mobilenet_v3_small", 0.35, 64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def search_run(path, arch=FOUND.to_string(), budget=8.0):

@@ -42,12 +42,7 @@ dropout: 0.1
 FAST = dict(batch_size=64, lr=0.4, label_smoothing=0.0, n_random=1, augment=False, max_stride=16)  # 16: cheaper
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,17 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = get_model("mobilenet_v3_small", 0.5, resolution=32, num_classes=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resized_crop_of_the_whole_image_is_the_image_or_its_mirror():
