@@ -63,9 +63,16 @@ def _memory_format(model, channels_last: bool):
     return fmt
 
 
-def evaluate(model, split, resolution=32, batch_size=256, channels_last=True):
-    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution`, on the model's
-    device. The model is left in the memory format it ran in (channels_last by default, as `fit` trains)."""
+def eval_crop(augment) -> float:
+    """The central crop evaluation uses after training with `augment`: 0.875 after random-resized crops (the
+    deployment recipe: train on crops, test on the centre), else the whole image."""
+    return 0.875 if augment == "rrc" else 1.0
+
+
+def evaluate(model, split, resolution=32, batch_size=256, channels_last=True, crop=1.0):
+    """(top-1 accuracy, mean cross-entropy) of `model` on `split`, images resized to `resolution` (after a central
+    crop of `crop` of each side; see mnas.data.batches), on the model's device. The model is left in the memory
+    format it ran in (channels_last by default, as `fit` trains)."""
     if len(split) == 0:
         raise UserError("cannot evaluate on an empty split: use a larger val_size")
     was_training = model.training
@@ -73,7 +80,7 @@ def evaluate(model, split, resolution=32, batch_size=256, channels_last=True):
     fmt, dev = _memory_format(model, channels_last), device_of(model)
     correct, loss = 0, 0.0
     with torch.inference_mode():
-        for x, y in datasets.batches(split, batch_size, resolution, channels=model.arch.in_chans):
+        for x, y in datasets.batches(split, batch_size, resolution, channels=model.arch.in_chans, crop=crop):
             x, y = x.to(dev, memory_format=fmt), y.to(dev)
             logits = model(x)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -251,7 +258,7 @@ def fit(model, data, epochs=1, batch_size=128, lr=0.05, optimizer="sgd", weight_
         train_s, seen = train_s + epoch_s, seen + epoch_seen
         if bn_recalibration:
             recalibrate_bn(scored, data.train, resolution, seed=seed + epoch, channels_last=channels_last)
-        val_acc, val_loss = evaluate(scored, data.val, resolution, channels_last=channels_last)
+        val_acc, val_loss = evaluate(scored, data.val, resolution, channels_last=channels_last, crop=eval_crop(augment))
         rows.append(dict(epoch=epoch, train_loss=sum(losses) / len(losses), val_acc=val_acc, val_loss=val_loss,
                          lr=rate, img_per_s=epoch_seen / epoch_s,
                          seconds=(rows[-1]["seconds"] if rows else 0.0) + time.perf_counter() - t0))
@@ -419,7 +426,7 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution
                       augment=augment, threads=threads, max_steps=max_steps, progress=progress, device=accelerator,
                       ema=ema, state_path=state_path, state_every=checkpoint_every,
                       log=lambda row: (writer.writerow(row), f.flush()))
-    metrics["test_acc"], metrics["test_loss"] = evaluate(net, ds.test, train_res)
+    metrics["test_acc"], metrics["test_loss"] = evaluate(net, ds.test, train_res, crop=eval_crop(augment))
     save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net,
                     dict(metrics, trained_as="proxy" if proxy else "deployment", data=data, classes=ds.classes,
                          train_resolution=train_res, epochs=metrics["epochs"]))

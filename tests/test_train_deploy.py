@@ -48,6 +48,19 @@ def test_rrc_batches_and_bad_augment(digits):
         data.batches(digits.train, 16, augment="blur")
 
 
+def test_evaluation_after_rrc_sees_the_centre_crop():
+    """A network trained on random-resized crops is evaluated on the central 7/8 of each side: an image stored at
+    8/7 of the resolution gives exactly its centre pixels, unresampled; other recipes see the whole image."""
+    img = torch.arange(2 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16).to(torch.uint8)
+    split = data.Split(img, torch.zeros(2, dtype=torch.long), mean=(0.0,), std=(1.0,))
+    x, _ = next(iter(data.batches(split, 2, 14, channels=1, crop=train.eval_crop("rrc"))))
+    assert torch.equal(x, img[:, :, 1:15, 1:15].float().div(255))
+    whole, _ = next(iter(data.batches(split, 2, 16, channels=1, crop=train.eval_crop("crop"))))
+    assert torch.equal(whole, img.float().div(255))
+    with pytest.raises(UserError, match="crop=0 is invalid"):
+        data.batches(split, 2, crop=0)
+
+
 def test_arch_of_reads_runs_files_and_strings(tmp_path):
     s = TINY.to_string()
     (tmp_path / "search").mkdir()

@@ -184,16 +184,21 @@ class batches:
 
     augment: False (none), True or "crop" (reflect-pad by res/8, random crop, horizontal flip: the proxy
     recipe) or "rrc" (a random crop of 25-100% of the stored image's area at aspect 3/4-4/3, resized to res,
-    and a horizontal flip: the usual recipe for training a network at its deployment resolution)."""
+    and a horizontal flip: the usual recipe for training a network at its deployment resolution).
+    crop < 1 (evaluation of such a network): the central `crop` of each side, resized to res (0.875: the usual
+    "resize to 256, centre-crop 224"; images stored at 8/7 of res are cropped to exactly res, no resampling)."""
 
     def __init__(self, split, batch_size, resolution=32, shuffle=False, augment=False, seed=0, channels=3,
-                 drop_last=False):
+                 drop_last=False, crop=1.0):
         stored = split.images.shape[1]  # 1 -> any count by repetition; any count -> 1 by averaging
         if not (stored == channels or stored == 1 or channels == 1):
             raise UserError(f"cannot serve {stored}-channel images as {channels} channels: use 1 or {stored}")
         if augment not in AUGMENT:
             raise UserError(f"augment={augment!r} is invalid: use none, crop or rrc")
         augment = {"none": False, "crop": True}.get(augment, augment) if isinstance(augment, str) else augment
+        if not 0 < crop <= 1:
+            raise UserError(f"crop={crop!r} is invalid: use a fraction of the image side in (0, 1]")
+        self.crop = crop
         self.split, self.batch_size, self.resolution, self.channels = split, batch_size, resolution, channels
         self.shuffle, self.augment, self.seed, self.drop_last = shuffle, augment, seed, drop_last
         self.epoch = 0
@@ -214,6 +219,10 @@ class batches:
             if self.augment == "rrc":
                 x = resized_crop_flip(x, self.resolution, g)
             else:
+                if self.crop < 1:
+                    h, w = x.shape[-2:]
+                    ch, cw = max(1, round(h * self.crop)), max(1, round(w * self.crop))
+                    x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
                 if x.shape[-1] != self.resolution or x.shape[-2] != self.resolution:
                     x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
                                       align_corners=False, antialias=self.resolution < x.shape[-1])
