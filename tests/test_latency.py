@@ -223,3 +223,39 @@ def test_cli_unknown_device_is_one_line_exit_2():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "available" in r.stderr, r.stderr
 
+
+
+def test_networks_are_timed_alone_and_warm():
+    """time_alone never runs another network between a network's timed calls (a cache-sensitive runner stays
+    fast), where round-robin would time every call just after another network (slow)."""
+    import time
+    last = [None]
+
+    def runner(name):
+        def run():
+            cold, last[0] = last[0] != name, name
+            end = time.perf_counter() + (0.004 if cold else 0.0005)
+            while time.perf_counter() < end:
+                pass
+        return run
+    runners = [runner("a"), runner("b")]
+    alone = profile_mod.time_alone(runners, 10, warmup=2, threads=2, rounds=3)
+    mixed = profile_mod.time_interleaved(runners, 10, 2, threads=2)
+    assert alone.shape == mixed.shape == (2, 10)
+    assert np.median(alone) < 2 and np.median(mixed) > 3.5  # ms: 0.5 warm, 4 cold
+
+
+def test_a_table_calibrated_the_old_way_is_recalibrated(tmp_path):
+    """Calibration points stored before networks were timed alone are refused by predict with the rebuild
+    command, and measured again by calibrate (the ops are kept)."""
+    p, small, other = tmp_path / "t.parquet", tiny(8, 1, 32), tiny(16, 2, 32)
+    build_table("cpu", arch_ops(small), [small, other], p, arch_repeats=3, **FAST)
+    df = load_table("cpu", p)
+    df.attrs["meta"]["calibration"].pop("timing")
+    save_table(df, p)
+    with pytest.raises(UserError, match="timed interleaved.*python -m mnas.latency build device=cpu"):
+        predict(small, "cpu", p)
+    rows = len(read_table(p))
+    calibrate("cpu", [small, other], p, repeats=3, progress=False)
+    assert load_table("cpu", p).attrs["meta"]["calibration"]["timing"] == "alone" and len(read_table(p)) == rows
+    assert predict(small, "cpu", p) > 0

@@ -36,7 +36,7 @@ def main(cfg) -> dict:
     measure_fn, measure = None, ""
     if dev.get("live"):
         measure = (f"{dev['runtime']}, {dev['threads']} thread(s), {dev['stat']} of {c['measure_repeats']} "
-                   "interleaved runs")
+                   "warm runs, each network alone")
         measure_fn = lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],  # noqa
                                                  stat=dev["stat"])["ms"].tolist()
     result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],

@@ -8,7 +8,7 @@ proxy x r / 224, rounded to the nearest multiple of 4 (32px proxy: 224->32, 192-
 finished training is saved at once under cache_dir (runs/compare/cache/<hash of arch, proxy resolution, recipe,
 seed>.json), so a rerun, or a run cut short, trains only what is missing. Accuracy is on the proxy task's test
 split; latency is predicted for the deployment shape (predict(arch, device)) and, on a device measured on this
-machine (cpu), also measured (measure_archs, all networks interleaved).
+machine (cpu), also measured (measure_archs: each network alone and warm, as a user's benchmark times it).
 
 Writes runs/compare/<device>/<time>/: config.yaml, comparison.csv (COLUMNS), pareto.png, report.md with the
 acceptance checks. A "win" is a mean difference larger than the combined spread sqrt(std_a^2 + std_b^2).

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mnas.errors import UserError
-from mnas.latency.profile import measure_archs, profile_ops, runtime_version
+from mnas.latency.profile import NETWORK_TIMING, measure_archs, profile_ops, runtime_version
 from mnas.latency.table import (
     append_rows,
     empty_table,
@@ -105,7 +105,7 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
     df = measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
     path = Path(path) if path else table_path(cfg)
     meta = df.attrs["meta"]
-    points = meta.get("calibration", {}).get("points", [])
+    points = _points(meta)
     done = {p["arch"] for p in points}
     new = [a for a in dict.fromkeys(archs) if a.to_string() not in done]
     if new:
@@ -115,14 +115,21 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
     with locked(path):  # points and rows another process saved meanwhile are kept
         df = load_table(device, path)
         meta = df.attrs["meta"]
-        theirs = meta.get("calibration", {}).get("points", [])
+        theirs = _points(meta)
         points = theirs + [p for p in points if p["arch"] not in {q["arch"] for q in theirs}]
         ms = ms_by_key(df)
         sums = [sum(ms[k.astuple()] for k in arch_ops(ArchConfig.from_string(p["arch"]))) for p in points]
         a, b = fit_calibration(sums, [p["ms"] for p in points])
-        meta["calibration"] = {"a": a, "b": b, "points": points}
+        meta["calibration"] = {"a": a, "b": b, "points": points, "timing": NETWORK_TIMING}
         save_table(df, path)
     return df
+
+
+def _points(meta: dict) -> list[dict]:
+    """The table's calibration points, if their networks were timed as measure_archs times them now (points of
+    the older interleaved timing are measured again)."""
+    c = meta.get("calibration", {})
+    return c.get("points", []) if c.get("timing") == NETWORK_TIMING else []
 
 
 def build_table(device: str, keys, archs: list[ArchConfig], path=None, repeats: int = 100, warmup: int = 5,
@@ -161,6 +168,10 @@ def calibration(device: str, path=None) -> tuple[float, float]:
     if not c:
         raise UserError(f"the {device} latency table {p} is not calibrated yet: finish it with "
                         f"`python -m mnas.latency build device={device} space=<space>` (it resumes)")
+    if cfg.get("live") and c.get("timing") != NETWORK_TIMING:
+        raise UserError(f"the {device} latency table {p} is calibrated on networks timed interleaved with others "
+                        f"(before 2026-12-06; 30-40% slow for small networks): recalibrate with `python -m "
+                        f"mnas.latency build device={device} space=<space>` (its ops are kept; minutes)")
     return c["a"], c["b"]
 
 
