@@ -4,15 +4,15 @@ Every op becomes a small nn.Module (its block, or the classifier with its global
 tensor. With runtime `onnxruntime` it is exported to ONNX once (TorchScript exporter, opset 17: much faster to
 export than the dynamo exporter and equally good for these static graphs) and run in one CPU session with
 `threads` intra-op threads, sequential execution and all graph optimisations; with runtime `torch` it runs
-eagerly under inference_mode. Ops are timed round-robin, one call each per round, so that whatever else runs on
-the machine spreads evenly over all ops. Whole networks are timed alone and warm (`time_alone`), as a deployed
-model runs and as a user's benchmark times it: round-robin over networks evicts a small network's weights from
-cache between its runs, measured 30-40% slower for MobileNetV3-Small 0.75 (2026-12-05). With one thread all the work runs on the
-calling thread, so the clock is that thread's CPU time: time the scheduler gives to other processes is not counted
-(with more threads it is wall time). A row reports `ms` (by default the fastest run: other processes only ever add
-time; on this shared 2-core machine, between repeated measurements, the minimum of an op moved about 1% and of a
-network 3%, the median about 11%; `stat=median` for a quiet device), the interquartile range (`spread`) and the
-number of runs (`n`).
+eagerly under inference_mode. Ops are timed round-robin, one call each per round, so that whatever else runs on the
+machine spreads evenly over all ops. Whole networks are timed alone and warm (`time_alone`), as a deployed model
+runs and as a user's benchmark times it: round-robin over networks evicts a small network's weights from cache
+between its runs, measured 30-40% slower for MobileNetV3-Small 0.75 (2026-12-05). With one thread all the work runs
+on the calling thread, so the clock is that thread's CPU time: time the scheduler gives to other processes is not
+counted (with more threads it is wall time). A row reports `ms` (by default the fastest run: other processes only
+ever add time; on this shared 2-core machine, between repeated measurements, the minimum of an op moved about 1%
+and of a network 3%, the median about 11%; `stat=median` for a quiet device), the interquartile range (`spread`)
+and the number of runs (`n`).
 """
 from __future__ import annotations
 

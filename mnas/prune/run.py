@@ -122,9 +122,9 @@ def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, d
                   seeds: int = 1, refit_pruned=None) -> pd.DataFrame:
     """The pruned network next to the unpruned one and the width-multiplied baseline of its latency, the two
     trained from scratch for the same total steps, `seeds` times each (seed s.seed + run); measured (each alone,
-    warm: mnas.latency.profile.measure_archs) when measure_fn is given. Run 0 of "pruned" is the NetAdapt result; `refit_pruned(run) ->
-    (val, test)` gives further runs (the final fine-tune repeated with another seed: the pruning path is run 0's).
-    One compare.csv row per (network, run); finished rows are kept (resume)."""
+    warm: mnas.latency.profile.measure_archs) when measure_fn is given. Run 0 of "pruned" is the NetAdapt result;
+    `refit_pruned(run) -> (val, test)` gives further runs (the final fine-tune repeated with another seed: the
+    pruning path is run 0's). One compare.csv row per (network, run); finished rows are kept (resume)."""
     deploy_p = ArchConfig.from_string(pruned["arch"])
     w = matching_width(model, width, deploy0, pruned["latency_ms"], latency_fn)
     nets = {"pruned": deploy_p, f"unpruned {model} x{width:g}": deploy0,
