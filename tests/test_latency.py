@@ -202,7 +202,7 @@ def test_fit_calibration_recovers_line():
     assert abs(a - 0.7) < 0.2 and abs(b - 0.85) < 0.02
 
 
-def test_fidelity_summary_and_files(tmp_path):
+def test_fidelity_summary_and_files(tmp_path, monkeypatch):
     s = summarize([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.3, 3.0])
     assert s["mape"] == pytest.approx((0.3 / 3.3 + 1 / 3) / 4 * 100) and s["within10"] == 75
     assert s["tau"] == pytest.approx(2 / 3)
@@ -212,10 +212,21 @@ def test_fidelity_summary_and_files(tmp_path):
                      "stages: [{depth: [1, 2], out: [8, 16], stride: 2}]\nhead: {out: 32, act: hswish}\n")
     table = tmp_path / "t.parquet"
     build_table("cpu", [], [tiny()], table, arch_repeats=3, **FAST)
+    import mnas.nn.models
+    monkeypatch.setattr(mnas.nn.models, "hand_designs", lambda: [("v1", 0.5, "small", tiny(8)),
+                                                                 ("v1", 1.0, "big", tiny(16, 2)),
+                                                                 ("v3_small", 1.0, "deep", tiny(8, 3))])
     summary, out = run_fidelity("cpu", 4, str(space), repeats=3, out_dir=tmp_path / "fid", progress=False, path=table)
     csv = pd.read_csv(out / "fidelity.csv")
-    assert len(csv) == 4 and (csv.predicted > 0).all() and (out / "fidelity.png").stat().st_size > 1000
-    assert summary["n"] == 4 and (out / "summary.txt").read_text().startswith("cpu: MAPE")
+    assert len(csv) == 7 and (csv.predicted > 0).all() and (out / "fidelity.png").stat().st_size > 1000
+    assert list(csv.family.unique()) == ["mini", "v1", "v3_small"] and list(csv.name[4:6]) == ["small", "big"]
+    assert summary["n"] == 7 and [summary["families"][f]["n"] for f in ("mini", "v1", "v3_small")] == [4, 2, 1]
+    text = (out / "summary.txt").read_text().splitlines()
+    assert text[0].startswith("cpu: MAPE") and [x.split(":")[0] for x in text[1:]] == ["  mini", "  v1", "  v3_small"]
+    assert abs(summary["worst"]) == pytest.approx(100 * (csv.error.abs().max()))
+    summary, out = run_fidelity("cpu", 2, str(space), repeats=3, out_dir=tmp_path / "f2", progress=False, path=table,
+                                baselines=False)
+    assert summary["n"] == 2 and list(pd.read_csv(out / "fidelity.csv").family.unique()) == ["mini"]
 
 
 def test_cli_unknown_device_is_one_line_exit_2():

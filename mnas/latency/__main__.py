@@ -45,10 +45,10 @@ def build(cfg: DictConfig) -> None:
 
 
 def fidelity(cfg: DictConfig) -> None:
-    summary, out = run_fidelity(_device(), cfg.n, cfg.space.name, cfg.seed, cfg.arch_repeats, cfg.out_dir)
+    summary, out = run_fidelity(_device(), cfg.n, cfg.space.name, cfg.seed, cfg.arch_repeats, cfg.out_dir,
+                                baselines=cfg.baselines)
     OmegaConf.save(cfg, Path(out) / "config.yaml")
-    print(f"MAPE {summary['mape']:.2f}%, {summary['within10']:.0f}% within +-10%, Kendall tau {summary['tau']:.3f} "
-          f"(n={summary['n']}) -> {out}")
+    print((Path(out) / "summary.txt").read_text().rstrip() + f"\n-> {out}")
 
 
 def _bundle(verb: str):

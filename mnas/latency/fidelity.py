@@ -1,7 +1,9 @@
-"""How well `predict` matches reality: predicted vs measured end-to-end latency of random archs of a space.
+"""How well `predict` matches reality: predicted vs measured end-to-end latency of random archs of a space and
+of every published hand design (MobileNetV1 0.25-1.0, V2 0.35-1.4 and 1.0 at 96-192 px, V3-Small/-Large 0.5-1.0).
 
-Writes fidelity.csv (arch, predicted, measured, spread, error), fidelity.png (scatter with y = x and a +-10% band)
-and summary.txt (MAPE, share within +-10%, Kendall tau) under runs/latency/fidelity/<device>/<timestamp>/.
+Writes fidelity.csv (family, name, arch, predicted, measured, spread, error), fidelity.png (scatter by family with
+y = x and a +-10% band) and summary.txt (MAPE, share within +-10%, Kendall tau, worst error: overall and per
+family) under runs/latency/fidelity/<device>/<timestamp>/.
 A live device measures the networks here; an estimated device's cost-model module supplies its own comparison
 against published figures through `fidelity() -> DataFrame(arch, predicted, measured)`.
 """
@@ -25,14 +27,21 @@ from mnas.nn.ops import arch_ops
 
 def summarize(predicted, measured) -> dict:
     p, m = np.asarray(predicted, float), np.asarray(measured, float)
-    err = np.abs(p - m) / m
-    return {"n": len(m), "mape": float(err.mean() * 100), "within10": float((err <= 0.1).mean() * 100),
-            "tau": float(kendalltau(p, m)[0]) if len(m) > 1 else float("nan")}
+    err = (p - m) / m
+    worst = int(np.abs(err).argmax()) if len(m) else 0
+    return {"n": len(m), "mape": float(np.abs(err).mean() * 100), "within10": float((np.abs(err) <= 0.1).mean() * 100),
+            "tau": float(kendalltau(p, m)[0]) if len(m) > 1 else float("nan"),
+            "worst": float(err[worst] * 100) if len(m) else float("nan")}
 
 
 def summary_line(s: dict, device: str) -> str:
-    return (f"{device}: MAPE {s['mape']:.2f}%, {s['within10']:.0f}% within +-10%, Kendall tau {s['tau']:.3f} "
-            f"(n={s['n']})")
+    return (f"{device}: MAPE {s['mape']:.2f}%, {s['within10']:.0f}% within +-10%, Kendall tau {s['tau']:.3f}, "
+            f"worst {s['worst']:+.0f}% (n={s['n']})")
+
+
+def by_family(df: pd.DataFrame) -> dict[str, dict]:
+    """summarize() per family (the space's random archs, then each hand-design family)."""
+    return {f: summarize(g.predicted, g.measured) for f, g in df.groupby("family", sort=False)}
 
 
 def plot(df: pd.DataFrame, path: Path, title: str) -> None:
@@ -44,38 +53,46 @@ def plot(df: pd.DataFrame, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.fill_between(x, x / 1.1, x * 1.1, color="tab:green", alpha=0.15, label="+-10%")
     ax.plot(x, x, "k--", lw=1, label="y = x")
-    ax.scatter(df.measured, df.predicted, s=12)
+    for family, g in df.groupby("family", sort=False) if "family" in df else [("", df)]:
+        ax.scatter(g.measured, g.predicted, s=12, label=family or None)
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
            title=title)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progress: bool, path=None) -> pd.DataFrame:
-    """n random archs of `space`: predicted (ops measured first where missing) and measured here, end to end."""
+def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progress: bool, path=None,
+                 baselines: bool = True) -> pd.DataFrame:
+    """n random archs of `space` and (baselines) every hand design: predicted (ops measured first where missing)
+    and measured here, end to end, each network alone (measure_archs)."""
+    from mnas.nn.models import hand_designs
     from mnas.nn.space import load_space
     cfg = load_device(device)
     sp = load_space(space)
     rng = random.Random(seed)
-    archs = [sp.random_arch(rng) for _ in range(n)]
+    rows = [(sp.name, f"random {i}", sp.random_arch(rng)) for i in range(n)]
+    rows += [(family, name, arch) for family, _, name, arch in (hand_designs() if baselines else [])]
+    archs = [a for _, _, a in rows]
     measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
     predicted = [predict(a, device, path) for a in archs]
     m = measure_archs(archs, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress)
-    return pd.DataFrame({"arch": [a.to_string() for a in archs], "predicted": predicted, "measured": m["ms"],
+    return pd.DataFrame({"family": [f for f, _, _ in rows], "name": [nm for _, nm, _ in rows],
+                         "arch": [a.to_string() for a in archs], "predicted": predicted, "measured": m["ms"],
                          "spread": m["spread"]})
 
 
 def run_fidelity(device: str = "cpu", n: int = 100, space: str = "v3_small", seed: int = 0, repeats: int = 100,
-                 out_dir: str | Path | None = None, progress: bool = True, path=None) -> tuple[dict, Path]:
+                 out_dir: str | Path | None = None, progress: bool = True, path=None,
+                 baselines: bool = True) -> tuple[dict, Path]:
     """Compare predictions with measurements, write the CSV, plot and summary; returns (summary, out_dir).
     `path`: the device's table file, if not the one its config names."""
     cfg = load_device(device)
     if cfg["kind"] == "estimated":
         df = importlib.import_module(cfg["model"]).fidelity()
     elif cfg.get("live"):
-        df = compare_live(device, n, space, seed, repeats, progress, path)
+        df = compare_live(device, n, space, seed, repeats, progress, path, baselines)
     else:
         raise UserError(f"device {device!r} is not measured on this machine (no 'live: true' in its config): "
                         f"its fidelity can only be checked on the device itself")
@@ -87,5 +104,7 @@ def run_fidelity(device: str = "cpu", n: int = 100, space: str = "v3_small", see
     s = summarize(df.predicted, df.measured)
     line = summary_line(s, device)
     plot(df, out / "fidelity.png", line.replace(", Kendall", "\nKendall"))
-    (out / "summary.txt").write_text(line + "\n")
-    return s, out
+    families = by_family(df) if "family" in df else {}
+    lines = [line] + [summary_line(v, f"  {k}") for k, v in families.items()]
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    return dict(s, families=families), out
