@@ -339,7 +339,7 @@ def _reason(e: Exception, limit: int = 200) -> str:
 def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution=32, data="fashion_mnist",
               data_root=None, val_size=0.1, train_subset=None, epochs=1, batch_size=128, lr=0.05, optimizer="sgd",
               threads=None, seed=0, max_steps=None, out_dir=None, progress=True, max_stride=8, arch=None, proxy=None,
-              augment=None, ema=None, weight_decay=4e-5, label_smoothing=0.1, image_size=None,
+              augment=None, ema=None, weight_decay=4e-5, label_smoothing=0.1, image_size=None, data_cache=None,
               accelerator="auto", checkpoint_every=200, resume=False):
     """Train a network on dataset `data` and write config.yaml, metrics.csv, checkpoint.pt and arch.json (the
     deployment arch with the data's classes) to out_dir (default runs/train/<timestamp>/). Returns the metrics.
@@ -351,6 +351,8 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution
     deployment network itself at `resolution`, the network to ship; None: False for `arch`, True for a baseline.
     augment (None: "crop" for the proxy, "rrc" for the deployment network), ema: see fit; `accelerator`: fit's
     device (auto: a GPU when PyTorch sees one; the config key is not `device`, which names a latency device).
+    An imagefolder's images are stored at `image_size` (None: 64 for the proxy, 8/7 of the resolution otherwise),
+    in memory, or with `data_cache` (a folder) decoded once into a file there and read batch by batch.
 
     The training state is saved to out_dir/state.pt every `checkpoint_every` steps and each epoch (and removed
     once checkpoint.pt is written); resume=True continues a killed run in out_dir from it (its config.yaml's
@@ -385,7 +387,8 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution
         print(f"{out_dir} is finished (checkpoint.pt): nothing to resume")
         return dict(load_checkpoint(os.path.join(out_dir, "checkpoint.pt")).metrics, out_dir=str(out_dir))
     train_res = proxy_resolution if proxy else resolution
-    options = {} if data != "imagefolder" else {"image_size": image_size or (64 if proxy else -(-resolution * 8 // 7))}
+    options = {} if data != "imagefolder" else {"image_size": image_size or (64 if proxy else -(-resolution * 8 // 7)),
+                                                "cache_dir": data_cache}
     ds = datasets.load(data, root=data_root, val_size=val_size, seed=seed, train_subset=train_subset, **options)
     deploy = deploy.replace(num_classes=ds.num_classes)
     net_arch = proxy_arch(deploy, ds.num_classes, max_stride) if proxy else deploy
@@ -449,7 +452,7 @@ def main(cfg):
     d = c.pop("data")
     return run_train(data=d["name"], data_root=d.get("root"), val_size=d.get("val_size", 0.1),
                      train_subset=d.get("train_subset"), proxy_resolution=d.get("proxy_resolution", 32),
-                     image_size=d.get("image_size"), **c)
+                     image_size=d.get("image_size"), data_cache=d.get("cache_dir"), **c)
 
 
 if __name__ == "__main__":

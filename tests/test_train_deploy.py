@@ -123,6 +123,35 @@ def _folder(root: Path, n=12):
             Image.fromarray(img).save(root / c / f"{i}.png")
 
 
+def test_an_image_folder_decoded_once_to_disk_serves_the_same_batches(tmp_path, monkeypatch):
+    """cache_dir: the folder is decoded once into a file and read per batch (views, not copies, for the carved
+    splits); the batches equal the in-memory ones; a second load decodes nothing; a changed image makes a new file."""
+    import pickle
+    from PIL import Image as PILImage
+    from mnas.data.sets import DiskImages
+    from mnas.supernet.train import fingerprint
+    _folder(tmp_path / "images", n=6)
+    kw = dict(root=str(tmp_path / "images"), val_size=4, seed=0, image_size=20)
+    mem = data.load("imagefolder", **kw)
+    disk = data.load("imagefolder", cache_dir=str(tmp_path / "cache"), **kw)
+    assert isinstance(disk.train.images, DiskImages) and len(list((tmp_path / "cache").iterdir())) == 1
+    for a, b in ((mem.train, disk.train), (mem.val, disk.val), (mem.test, disk.test)):
+        every = torch.arange(len(a))
+        assert torch.equal(a.images[every], b.images[every]) and torch.equal(a.labels, b.labels)
+        assert a.mean == b.mean and a.std == b.std
+        for (xa, ya), (xb, yb) in zip(data.batches(a, 4, 16, shuffle=True, augment="rrc", seed=3),
+                                      data.batches(b, 4, 16, shuffle=True, augment="rrc", seed=3)):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(pickle.loads(pickle.dumps(disk.train.images))[torch.arange(3)], mem.train.images[:3])
+    monkeypatch.setattr(PILImage, "open", lambda *a: (_ for _ in ()).throw(OSError("decoded again")))
+    again = data.load("imagefolder", cache_dir=str(tmp_path / "cache"), **kw)  # nothing decoded
+    assert fingerprint(again) == fingerprint(disk)
+    monkeypatch.undo()
+    Image.fromarray(np.zeros((48, 40, 3), np.uint8)).save(tmp_path / "images" / "cat" / "0.png")
+    data.load("imagefolder", cache_dir=str(tmp_path / "cache"), **kw)
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.suffix == ".u8"]) == 2
+
+
 def test_train_the_found_arch_on_an_image_folder_then_export_it(tmp_path):
     """The journey's last mile on a tiny ImageFolder: a search's best.json -> the deployment network trained at
     its own (given) resolution on the user's classes -> an export that carries task weights at that input size."""

@@ -51,7 +51,8 @@ _LOADED: dict = {}  # load_cached: this process's datasets, by their load() argu
 def config_args(d: dict, seed: int) -> dict:
     """load()'s arguments from a Hydra data group (conf/data/<name>.yaml) and the run's seed."""
     return dict(name=d["name"], root=d.get("root"), val_size=d.get("val_size", 0.1), seed=seed,
-                train_subset=d.get("train_subset"), **({"image_size": d["image_size"]} if d.get("image_size") else {}))
+                train_subset=d.get("train_subset"), **({"image_size": d["image_size"]} if d.get("image_size") else {}),
+                **({"cache_dir": d["cache_dir"]} if d.get("cache_dir") else {}))
 
 
 def load_cached(name, **kw):

@@ -1,5 +1,8 @@
-"""Datasets held in memory as uint8 tensors, served as normalised float batches at a proxy resolution."""
+"""Datasets as uint8 images (in memory, or for an image folder decoded once into a file on disk and read batch by
+batch), served as normalised float batches at a proxy or deployment resolution."""
 import gzip
+import hashlib
+import json
 import math
 import os
 import pickle
@@ -24,7 +27,40 @@ class Split:
         return len(self.labels)
 
     def take(self, idx):
-        return Split(self.images[idx], self.labels[idx], self.mean, self.std)
+        images = self.images.subset(idx) if isinstance(self.images, DiskImages) else self.images[idx]
+        return Split(images, self.labels[idx], self.mean, self.std)
+
+
+class DiskImages:
+    """uint8 images (N x C x H x W) in a file (a numpy memmap), read when indexed: an image set larger than memory,
+    and decoded once for every later run. `images[idx]` (tensor, slice) is a uint8 tensor; subset(idx) a view."""
+
+    def __init__(self, path, shape, index=None):
+        self.path, self.full = str(path), tuple(shape)
+        self.index = torch.arange(self.full[0]) if index is None else index
+        self._mm = None
+
+    @property
+    def shape(self):
+        return (len(self.index),) + self.full[1:]
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, idx):
+        if self._mm is None:
+            self._mm = np.memmap(self.path, np.uint8, "r", shape=self.full)
+        return torch.from_numpy(np.array(self._mm[self.index[idx].reshape(-1).numpy()]))
+
+    def subset(self, idx):
+        return DiskImages(self.path, self.full, self.index[idx])
+
+    def __getstate__(self):  # a worker process maps the file itself
+        return dict(self.__dict__, _mm=None)
+
+    def digest(self) -> bytes:
+        """Identifies the images: the file (its name is a hash of the folder listing and size) and the view."""
+        return f"{os.path.basename(self.path)} {os.path.getsize(self.path)}".encode() + self.index.numpy().tobytes()
 
 
 @dataclass
@@ -121,28 +157,50 @@ def load_cifar10(root="data/cifar-10-batches-py"):
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def _read_folder(root, classes, image_size):
+def _read_folder(root, classes, image_size, cache_dir=None):
+    """The images of root/<class>/ as a Split, RGB at image_size; with cache_dir, decoded once into
+    cache_dir/imagefolder-<hash of the listing, file sizes and times, image_size>.u8 and read from there."""
     from PIL import Image
-    xs, ys = [], []
+    files = []
     for label, c in enumerate(classes):
         folder = os.path.join(root, c)
         names = os.listdir(folder) if os.path.isdir(folder) else []  # a test split may lack a class
-        for f in sorted(f for f in names if f.lower().endswith(IMAGE_EXTS)):
-            try:
-                with Image.open(os.path.join(folder, f)) as im:
-                    im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-            except OSError as e:
-                raise UserError(f"cannot read image {os.path.join(folder, f)} ({e}): fix or remove it") from None
-            xs.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
-            ys.append(label)
-    if not xs:
+        files += [(os.path.join(folder, f), label) for f in sorted(f for f in names if f.lower().endswith(IMAGE_EXTS))]
+    if not files:
         raise UserError(f"no images in {root}: expected {root}/<class>/<image>.png|jpg")
-    return Split(torch.stack(xs), torch.tensor(ys, dtype=torch.int64))
+    labels = torch.tensor([y for _, y in files], dtype=torch.int64)
+    shape = (len(files), 3, image_size, image_size)
+
+    def read(path):
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+        except OSError as e:
+            raise UserError(f"cannot read image {path} ({e}): fix or remove it") from None
+        return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+    if cache_dir is None:
+        return Split(torch.from_numpy(np.stack([read(f) for f, _ in files])), labels)
+    listing = [(os.path.relpath(f, root), y, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f, y in files]
+    key = hashlib.blake2b(json.dumps([os.path.abspath(root), image_size, listing]).encode(), digest_size=8)
+    path = os.path.join(cache_dir, f"imagefolder-{key.hexdigest()}.u8")
+    if not os.path.exists(path):
+        from tqdm import tqdm
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        out = np.memmap(tmp, np.uint8, "w+", shape=shape)
+        for i, (f, _) in enumerate(tqdm(files, desc=f"decoding {root} once into {path}", unit="img",
+                                        disable=len(files) < 1000)):
+            out[i] = read(f)
+        out.flush()
+        del out
+        os.replace(tmp, path)  # whole or absent: a killed decode starts again
+    return Split(DiskImages(path, shape), labels)
 
 
-def load_imagefolder(root=None, image_size=64):
+def load_imagefolder(root=None, image_size=64, cache_dir=None):
     """root/<class>/<images>, or root/train/<class>/... plus root/test/ (or root/val/) as the test split.
-    Images are stored RGB at image_size x image_size."""
+    Images are stored RGB at image_size x image_size: in memory, or with cache_dir (e.g. runs/data) in a file
+    there, decoded once and read batch by batch (a data set larger than memory; the page cache keeps it fast)."""
     if root is None or not os.path.isdir(root):
         raise UserError(f"image folder not found: {root}: pass data.root=<folder with one sub-folder per class>")
     test_dir = next((os.path.join(root, s) for s in ("test", "val") if os.path.isdir(os.path.join(root, s))), None)
@@ -152,8 +210,9 @@ def load_imagefolder(root=None, image_size=64):
         extra = {d for d in os.listdir(test_dir) if os.path.isdir(os.path.join(test_dir, d))} - set(classes)
         if extra:
             raise UserError(f"{test_dir} has classes {sorted(extra)} that {train_dir} lacks: use the same folders")
-        return _read_folder(train_dir, classes, image_size), _read_folder(test_dir, classes, image_size), classes
-    train, test = carve(_read_folder(root, classes, image_size), 0.2, seed=0)
+        return (_read_folder(train_dir, classes, image_size, cache_dir),
+                _read_folder(test_dir, classes, image_size, cache_dir), classes)
+    train, test = carve(_read_folder(root, classes, image_size, cache_dir), 0.2, seed=0)
     return train, test, classes
 
 

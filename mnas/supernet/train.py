@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mnas.data import Dataset
-from mnas.data.sets import Split, batches
+from mnas.data.sets import DiskImages, Split, batches
 from mnas.errors import UserError
 from mnas.nn.space import Space
 from mnas.supernet.elastic import Supernet
@@ -90,7 +90,7 @@ def fingerprint(data: Dataset) -> str:
     """A hash of the training split's contents (images, labels, normalisation) and the class count."""
     h = hashlib.blake2b(digest_size=16)
     for t in (data.train.images, data.train.labels):
-        h.update(t.contiguous().numpy().tobytes())
+        h.update(t.digest() if isinstance(t, DiskImages) else t.contiguous().numpy().tobytes())
     h.update(json.dumps([data.name, data.num_classes, data.train.mean, data.train.std]).encode())
     return h.hexdigest()
 
