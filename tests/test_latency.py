@@ -219,14 +219,16 @@ def test_fidelity_summary_and_files(tmp_path, monkeypatch):
     summary, out = run_fidelity("cpu", 4, str(space), repeats=3, out_dir=tmp_path / "fid", progress=False, path=table)
     csv = pd.read_csv(out / "fidelity.csv")
     assert len(csv) == 7 and (csv.predicted > 0).all() and (out / "fidelity.png").stat().st_size > 1000
-    assert list(csv.family.unique()) == ["mini", "v1", "v3_small"] and list(csv.name[4:6]) == ["small", "big"]
-    assert summary["n"] == 7 and [summary["families"][f]["n"] for f in ("mini", "v1", "v3_small")] == [4, 2, 1]
+    assert list(csv.family.unique()) == ["mini random", "v1", "v3_small"] and list(csv.name[4:6]) == ["small", "big"]
+    families = summary["families"]
+    assert summary["n"] == 7 and [families[f]["n"] for f in ("mini random", "v1", "v3_small")] == [4, 2, 1]
     text = (out / "summary.txt").read_text().splitlines()
-    assert text[0].startswith("cpu: MAPE") and [x.split(":")[0] for x in text[1:]] == ["  mini", "  v1", "  v3_small"]
+    assert text[0].startswith("cpu: MAPE")
+    assert [x.split(":")[0] for x in text[1:]] == ["  mini random", "  v1", "  v3_small"]
     assert abs(summary["worst"]) == pytest.approx(100 * (csv.error.abs().max()))
     summary, out = run_fidelity("cpu", 2, str(space), repeats=3, out_dir=tmp_path / "f2", progress=False, path=table,
                                 baselines=False)
-    assert summary["n"] == 2 and list(pd.read_csv(out / "fidelity.csv").family.unique()) == ["mini"]
+    assert summary["n"] == 2 and list(pd.read_csv(out / "fidelity.csv").family.unique()) == ["mini random"]
 
 
 def test_cli_unknown_device_is_one_line_exit_2():

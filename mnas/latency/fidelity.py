@@ -72,7 +72,7 @@ def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progr
     cfg = load_device(device)
     sp = load_space(space)
     rng = random.Random(seed)
-    rows = [(sp.name, f"random {i}", sp.random_arch(rng)) for i in range(n)]
+    rows = [(f"{sp.name} random", f"random {i}", sp.random_arch(rng)) for i in range(n)]
     rows += [(family, name, arch) for family, _, name, arch in (hand_designs() if baselines else [])]
     archs = [a for _, _, a in rows]
     measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
