@@ -283,7 +283,8 @@ def train_from_scratch(arch: ArchConfig, data, max_stride: int = 8, seed: int = 
     model = build(proxy_arch(arch, data.num_classes, max_stride), seed=seed)
     metrics = fit(model, data, seed=seed, **fit_options)
     if test:
-        metrics["test_acc"], metrics["test_loss"] = evaluate(model, data.test, fit_options.get("resolution", 32))
+        metrics["test_acc"], metrics["test_loss"] = evaluate(model, data.test, fit_options.get("resolution", 32),
+                                                             crop=eval_crop(fit_options.get("augment", True)))
     return model, metrics
 
 

@@ -180,7 +180,7 @@ def _read_folder(root, classes, image_size, cache_dir=None):
         return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
     if cache_dir is None:
         return Split(torch.from_numpy(np.stack([read(f) for f, _ in files])), labels)
-    listing = [(os.path.relpath(f, root), y, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f, y in files]
+    listing = [(os.path.relpath(f, root), y, st.st_size, st.st_mtime_ns) for f, y in files for st in [os.stat(f)]]
     key = hashlib.blake2b(json.dumps([os.path.abspath(root), image_size, listing]).encode(), digest_size=8)
     path = os.path.join(cache_dir, f"imagefolder-{key.hexdigest()}.u8")
     if not os.path.exists(path):

@@ -17,7 +17,6 @@ cold_path, warm_path, fid = Path(sys.argv[1]), here / "warm_ops.parquet", pd.rea
 cold = load_table("cpu", cold_path)
 if not warm_path.exists():
     keys = [OpKey(*r) for r in cold[KEY_COLUMNS].itertuples(index=False)]
-    rows = prof.profile_ops.__wrapped__ if hasattr(prof.profile_ops, "__wrapped__") else None
     prof.time_interleaved = lambda runners, repeats, warmup, threads=1: prof.time_alone(runners, repeats, warmup,
                                                                                         threads)
     df = prof.profile_ops(keys, "onnxruntime", 1, repeats=100, warmup=5, chunk=64, stat="min")
