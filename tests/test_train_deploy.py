@@ -152,6 +152,14 @@ def test_an_image_folder_decoded_once_to_disk_serves_the_same_batches(tmp_path, 
     assert len([p for p in (tmp_path / "cache").iterdir() if p.suffix == ".u8"]) == 2
 
 
+def test_an_unwritable_image_cache_is_one_clear_error(tmp_path):
+    _folder(tmp_path / "images", n=2)
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write the decoded images to .*afile.*data.cache_dir=null"):
+        data.load("imagefolder", root=str(tmp_path / "images"), val_size=1, image_size=8,
+                  cache_dir=str(tmp_path / "afile"))
+
+
 def test_train_the_found_arch_on_an_image_folder_then_export_it(tmp_path):
     """The journey's last mile on a tiny ImageFolder: a search's best.json -> the deployment network trained at
     its own (given) resolution on the user's classes -> an export that carries task weights at that input size."""

@@ -185,9 +185,13 @@ def _read_folder(root, classes, image_size, cache_dir=None):
     path = os.path.join(cache_dir, f"imagefolder-{key.hexdigest()}.u8")
     if not os.path.exists(path):
         from tqdm import tqdm
-        os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
-        out = np.memmap(tmp, np.uint8, "w+", shape=shape)
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            out = np.memmap(tmp, np.uint8, "w+", shape=shape)
+        except OSError as e:
+            raise UserError(f"cannot write the decoded images to {cache_dir} ({e.strerror or e}): pass a writable "
+                            "data.cache_dir, or data.cache_dir=null to decode into memory") from None
         for i, (f, _) in enumerate(tqdm(files, desc=f"decoding {root} once into {path}", unit="img",
                                         disable=len(files) < 1000)):
             out[i] = read(f)
