@@ -13,7 +13,7 @@ from mnas.errors import UserError
 from mnas.latency import measure_arch, predict, profile_ops
 from mnas.latency import profile as profile_mod
 from mnas.latency.fidelity import run_fidelity, summarize
-from mnas.latency.predict import build_table, calibrate, fit_calibration, measure_missing
+from mnas.latency.predict import build_table, calibrate, fit_calibration, measure_missing, pick_anchors
 from mnas.latency.table import (
     COLUMNS,
     ROOT,
@@ -135,11 +135,37 @@ def test_build_resumes_after_interruption(tmp_path, monkeypatch, count_runners):
     assert len(read_table(p)) == 4  # two chunks of two ops were saved
     monkeypatch.setattr(profile_mod, "time_interleaved", real)
     count_runners.clear()
+    anchors = pick_anchors(ms_by_key(read_table(p)))  # re-timed beside every chunk, to catch speed drift
     df = build_table("cpu", keys, [], p, **FAST)
-    assert len(count_runners) == len(set(keys)) - 4 and len(df) == len(set(keys))
+    assert len(count_runners) == len(set(keys)) - 4 + len(anchors) and len(df) == len(set(keys))
     count_runners.clear()
     build_table("cpu", keys, [], p, **FAST)
     assert count_runners == []
+
+
+def test_a_build_notices_the_machine_changing_speed(tmp_path, monkeypatch, capsys):
+    """From the third chunk on every op takes twice as long (load came onto the machine): the anchor ops re-timed
+    beside each chunk catch it; those chunks are scaled back into the table's units, recorded in its metadata
+    and reported in one line each."""
+    chunks = []
+    cost = lambda module, x: (sum(p.numel() for p in module.parameters()) + x.numel()) / 1e4  # noqa: E731
+
+    def fake_times(runners, repeats, warmup, threads=1):
+        chunks.append(len(runners))
+        slow = 2.0 if len(chunks) >= 3 else 1.0
+        return np.array([[r * slow] * repeats for r in runners])
+    monkeypatch.setattr(profile_mod, "make_runner", lambda module, x, *a, **k: cost(module, x))
+    monkeypatch.setattr(profile_mod, "time_interleaved", fake_times)
+    keys = list(dict.fromkeys(arch_ops(tiny(8, 2)) + arch_ops(tiny(16, 2)) + arch_ops(tiny(24, 2))))
+    p = tmp_path / "t.parquet"
+    measure_missing("cpu", keys, p, **FAST)
+    table = load_table("cpu", p)
+    ms = ms_by_key(table)
+    assert len(chunks) >= 4 and chunks[0] == 2 and all(c > 2 for c in chunks[1:])  # anchors from chunk 2 on
+    assert all(ms[k.astuple()] == pytest.approx(cost(*profile_mod.op_module(k))) for k in keys)  # not 2x
+    assert [d["factor"] for d in table.attrs["meta"]["drift"]] == [1.0] + [0.5] * (len(chunks) - 2)
+    err = capsys.readouterr().err
+    assert err.count("ran 100% slower than the table's anchor ops") == len(chunks) - 2
 
 
 def test_calibrated_predict_measures_on_demand_and_is_monotone(tmp_path, count_runners):

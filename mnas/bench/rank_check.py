@@ -363,6 +363,7 @@ def main(cfg):
     latency_fn = lambda arch: predict(arch, device)  # noqa: E731
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     sa, seeds, known, hand = c["standalone"], c["seeds"], None, {}
+    pick = c["seed"] if c.get("pick_seed") is None else c["pick_seed"]  # arch sampling only
     if c.get("standalone_from") and c["reference"]:
         raise UserError("give reference=<proxy_check run> or standalone_from=<rank_check run>, not both")
     if c.get("standalone_from"):  # another estimator on that run's archs: they need not be re-picked identically
@@ -373,17 +374,17 @@ def main(cfg):
         check_reference(ref, d, e.get("max_stride", 8), c["seed"])
         base = [ArchConfig.from_string(a) for a in ref["archs"]]
         within = tuple(c["fill_ms"]) if c.get("fill_ms") else None
-        archs = fill_gaps(space, base, max(0, c["n"] - len(base)), latency_fn, c["pool"], c["seed"], within)
+        archs = fill_gaps(space, base, max(0, c["n"] - len(base)), latency_fn, c["pool"], pick, within)
         sa = {k: ref[k] for k in ("epochs", "max_steps", "batch_size", "lr")}
         seeds = list(range(ref["seeds"]))
     elif window := iso_window(c.get("iso_ms"), c.get("window_ms")):
         res, stride = d.get("proxy_resolution", 32), e.get("max_stride", 8)
         macs_fn = lambda arch: count(proxy_arch(arch, 10, stride), res).macs  # noqa: E731
         hand = window_hand_designs(space, window, latency_fn)
-        picked = window_archs(space, c["n"], latency_fn, macs_fn, window, c["pool"], c["seed"])
+        picked = window_archs(space, c["n"], latency_fn, macs_fn, window, c["pool"], pick)
         archs = sorted(dict.fromkeys([*picked, *hand]), key=macs_fn)
     else:
-        archs = spread_archs(space, c["n"], latency_fn, c["pool"], c["seed"])
+        archs = spread_archs(space, c["n"], latency_fn, c["pool"], pick)
     data_args = config_args(d, c["seed"])
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)

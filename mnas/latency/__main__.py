@@ -39,9 +39,11 @@ def build(cfg: DictConfig) -> None:
     path = cfg.table or table_path(load_device(_device()))
     df = build_table(_device(), keys, archs, path, repeats=cfg.repeats, warmup=cfg.warmup, chunk=cfg.chunk,
                      arch_repeats=cfg.arch_repeats, resolution=res, num_classes=classes)
-    c = df.attrs["meta"]["calibration"]
+    c, drift = df.attrs["meta"]["calibration"], [d["factor"] for d in df.attrs["meta"].get("drift", [])]
     print(f"{len(df)} ops in {path}; calibration: measured = {c['a']:.3f} + "
-          f"{c['b']:.3f} * sum(ops) over {len(c['points'])} networks")
+          f"{c['b']:.3f} * sum(ops) over {len(c['points'])} networks"
+          + (f"; machine speed over the build (anchor ops, table units / then): {min(drift):.3f}-{max(drift):.3f} "
+             f"over {len(drift)} chunks" if drift else ""))
 
 
 def fidelity(cfg: DictConfig) -> None:

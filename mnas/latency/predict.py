@@ -8,6 +8,7 @@ devices name a cost-model module (config `model`) with `op_ms(key) -> ms` and `c
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from mnas.latency.table import (
     table_path,
 )
 from mnas.nn.arch import ArchConfig
-from mnas.nn.ops import arch_ops
+from mnas.nn.ops import OpKey, arch_ops
 
 _CACHE: dict[Path, tuple[int, object, dict]] = {}  # table path -> (mtime, DataFrame, {key tuple: ms})
 
@@ -80,10 +81,12 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
     todo = [k for k in dict.fromkeys(keys) if k.astuple() not in have]
     anchors = [k for k in dict.fromkeys(anchors) if k.astuple() in have]
 
-    def save(rows):
+    def save(rows, drift=None):
         nonlocal df
         with locked(path):  # merge into what is on disk now: another process may have added rows meanwhile
             df = append_rows(load_table(device, path) if path.exists() else df, rows)
+            if drift:
+                df.attrs["meta"].setdefault("drift", []).append(drift)
             save_table(df, path)
     if todo and anchors and len(todo) + len(anchors) <= profile_kw.get("chunk", 64) * 2:
         kw = dict(profile_kw, chunk=len(todo) + len(anchors))  # one interleaved run: same conditions for all
@@ -94,8 +97,47 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
         new["ms"] = new["ms"] * ratio
         save(new)
         return df
-    profile_ops(todo, cfg["runtime"], cfg["threads"], stat=cfg["stat"], on_chunk=save, progress=progress, **profile_kw)
+    run = dict(stat=cfg["stat"], progress=progress, **profile_kw)
+    if not have and todo:  # a new table: its first chunk sets the units the anchors keep for the rest
+        first, todo = todo[:profile_kw.get("chunk", 64)], todo[profile_kw.get("chunk", 64):]
+        profile_ops(first, cfg["runtime"], cfg["threads"], on_chunk=save, **run)
+        have = ms_by_key(df)
+    fixed = pick_anchors(have) if todo else []
+    ref, done = np.array([have[k.astuple()] for k in fixed]), [len(have)]
+
+    def save_in_units(rows):  # a chunk timed while the machine ran slower or faster is scaled back, and said so
+        now, drift = rows.attrs.get("anchor_ms"), None
+        if now is not None and len(ref):
+            factor = float(np.median(ref / np.maximum(np.asarray(now), 1e-9)))
+            rows, drift = rows.assign(ms=rows["ms"] * factor), drift_note(done[0], len(rows), factor)
+        save(rows, drift)
+        done[0] += len(rows)
+    profile_ops(todo, cfg["runtime"], cfg["threads"], on_chunk=save_in_units, anchors=fixed, **run)
     return df
+
+
+DRIFT_WARN = 0.10  # a chunk whose anchors ran more than 10% off the table's values is reported
+
+
+def pick_anchors(have: dict, n: int = 4) -> list[OpKey]:
+    """n ops of a table (key tuple -> ms) to re-time beside every later chunk of a build: the ops at the 50th to
+    100th percentile of its times (large enough for the clock, small enough not to slow the chunk much)."""
+    if not have:
+        return []
+    items = sorted(have.items(), key=lambda kv: (kv[1], kv[0]))
+    idx = sorted({round(q * (len(items) - 1)) for q in np.linspace(0.5, 1.0, n)})
+    return [OpKey(*items[i][0]) for i in idx]
+
+
+def drift_note(first: int, count: int, factor: float) -> dict:
+    """A chunk's speed factor (table units / now) as the table's metadata keeps it (meta["drift"]); one printed
+    line when the machine ran more than DRIFT_WARN off the speed the table was measured at."""
+    if abs(factor - 1) > DRIFT_WARN:
+        print(f"latency build: ops {first + 1}-{first + count} ran {abs(1 / factor - 1):.0%} "
+              f"{'slower' if factor < 1 else 'faster'} than the table's anchor ops were measured (machine load or "
+              f"clock changed mid-build); scaled by {factor:.3f} into the table's units. For a clean table, "
+              "rebuild on a quiet machine.", file=sys.stderr, flush=True)
+    return {"first_op": first, "ops": count, "factor": round(factor, 4)}
 
 
 def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 100, progress: bool = True):

@@ -141,12 +141,17 @@ def summarize(times: np.ndarray, stat: str = "min") -> pd.DataFrame:
 
 def profile_ops(keys: Iterable[OpKey], runtime: str = "onnxruntime", threads: int = 1, repeats: int = 100,
                 warmup: int = 5, chunk: int = 64, stat: str = "min",
-                on_chunk: Callable[[pd.DataFrame], None] | None = None, progress: bool = True) -> pd.DataFrame:
+                on_chunk: Callable[[pd.DataFrame], None] | None = None, progress: bool = True,
+                anchors: Iterable[OpKey] = ()) -> pd.DataFrame:
     """Measure every op: table rows (KEY_COLUMNS + ms, spread, n), in the order given.
 
     Ops are timed in chunks of `chunk` (interleaved within a chunk); `on_chunk(rows)` receives each chunk's rows
-    as soon as they are measured, so a caller can save them and an interrupted run loses at most one chunk."""
-    keys, parts = list(keys), []
+    as soon as they are measured, so a caller can save them and an interrupted run loses at most one chunk.
+    `anchors`: ops timed again in every chunk beside its own (compiled once); each chunk's rows carry their
+    times in rows.attrs["anchor_ms"] (a list, in anchors' order), so that a long build can tell whether the
+    machine changed speed between chunks."""
+    keys, anchors, parts = list(keys), list(anchors), []
+    fixed = [make_runner(*op_module(k), runtime, threads) for k in anchors] if keys else []
     with tqdm(total=len(keys), desc=f"profiling ops ({runtime}, {threads} thread)", unit="op",
               disable=not progress) as bar:
         for start in range(0, len(keys), chunk):
@@ -155,12 +160,19 @@ def profile_ops(keys: Iterable[OpKey], runtime: str = "onnxruntime", threads: in
             for k in batch:
                 runners.append(make_runner(*op_module(k), runtime, threads))
                 bar.update()
+            times = time_interleaved(runners + fixed, repeats, warmup, threads)
             rows = pd.concat([pd.DataFrame([k.astuple() for k in batch], columns=KEY_COLUMNS),
-                              summarize(time_interleaved(runners, repeats, warmup, threads), stat)], axis=1)
+                              summarize(times[:len(batch)], stat)], axis=1)
+            if fixed:
+                rows.attrs["anchor_ms"] = summarize(times[len(batch):], stat)["ms"].tolist()
             if on_chunk:
                 on_chunk(rows)
             parts.append(rows)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*KEY_COLUMNS, "ms", "spread", "n"])
+    if not parts:
+        return pd.DataFrame(columns=[*KEY_COLUMNS, "ms", "spread", "n"])
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs = {}
+    return out
 
 
 def measure_archs(archs: list[ArchConfig], runtime: str = "onnxruntime", threads: int = 1, repeats: int = 100,
