@@ -280,7 +280,7 @@ def main(cfg):
 
     from mnas.cli import new_run_dir, to_plain
     from mnas.data import config_args, load_cached
-    from mnas.latency import predict
+    from mnas.latency import Device
     from mnas.nn.space import load_space
     from mnas.search.estimators import SupernetEstimator
 
@@ -290,7 +290,7 @@ def main(cfg):
     if c["n"] < 3 or not c["seeds"]:
         raise UserError(f"n={c['n']}, seeds={c['seeds']}: use n >= 3 archs and at least one seed")
     space, device, d = load_space(c["space"]["name"]), c["device"]["name"], c["data"]
-    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    latency_fn = Device(device)
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     sa, seeds, known, hand = c["standalone"], c["seeds"], None, {}
     pick = c["seed"] if c.get("pick_seed") is None else c["pick_seed"]  # arch sampling only
