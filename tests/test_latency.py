@@ -143,6 +143,27 @@ def test_build_resumes_after_interruption(tmp_path, monkeypatch, count_runners):
     assert count_runners == []
 
 
+def test_a_device_predicts_and_on_this_machine_measures(tmp_path, monkeypatch):
+    """Device: calling it is predict(arch, name); a live device measures networks alone and warm; an estimated
+    device refuses to measure in one line; an unknown name lists the known ones."""
+    from mnas.latency import Device
+    pred = importlib.import_module("mnas.latency.predict")  # the package exports a function of that name
+
+    small, arch = tiny(8, 1, 64), tiny(16, 2, 64)
+    build_table("cpu", arch_ops(small), [small, tiny(32, 3, 64)], tmp_path / "t.parquet", arch_repeats=3, **FAST)
+    monkeypatch.setattr(pred, "table_path", lambda device: tmp_path / "t.parquet")
+    cpu = Device("cpu")
+    assert cpu(arch) == cpu.predict(arch) == predict(arch, "cpu") > 0 and cpu.live
+    ms = cpu.measure_fn(repeats=3)([small, arch])
+    assert len(ms) == 2 and all(m > 0 for m in ms) and "each network alone" in cpu.how_measured(3)
+    pixel = Device("pixel")
+    assert pixel(arch) == predict(arch, "pixel") and pixel.measure_fn() is None and pixel.how_measured() == ""
+    with pytest.raises(UserError, match="not measured on this machine"):
+        pixel.measure([arch])
+    with pytest.raises(UserError, match="unknown device 'phone'.*available"):
+        Device("phone")
+
+
 def test_a_build_notices_the_machine_changing_speed(tmp_path, monkeypatch, capsys):
     """From the third chunk on every op takes twice as long (load came onto the machine): the anchor ops re-timed
     beside each chunk catch it; those chunks are scaled back into the table's units, recorded in its metadata

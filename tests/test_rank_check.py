@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mnas.bench.rank_check import Standalone, rank_check, spread_archs, variant
+from mnas.bench.picks import spread_archs
+from mnas.bench.rank_check import Standalone, rank_check, variant
 from mnas.data import load
 from mnas.nn.stats import count
 
@@ -45,7 +46,8 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
     archs inside the reference's latency range, and a reference made on other data is refused in one line."""
     import yaml
 
-    from mnas.bench.rank_check import check_reference, fill_gaps, load_reference
+    from mnas.bench.picks import fill_gaps
+    from mnas.bench.rank_check import check_reference, load_reference
     from mnas.errors import UserError
 
     base = spread_archs(tiny_space, 3, macs, pool=60)
@@ -86,7 +88,7 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
 
 def test_fill_gaps_within_a_latency_range(tiny_space):
     """fill_ms=[lo, hi]: the added archs lie inside that range and split its widest gaps; a bad range is one line."""
-    from mnas.bench.rank_check import fill_gaps
+    from mnas.bench.picks import fill_gaps
     from mnas.errors import UserError
 
     base = spread_archs(tiny_space, 3, macs, pool=60)
@@ -111,7 +113,7 @@ def test_plot_title_names_the_supernet_rule_and_fine_tune():
 def test_window_archs_share_a_latency_window_and_spread_over_macs(tiny_space):
     """window_ms=[lo, hi]: every arch lies inside the window, they are sorted and spread over MACs (the fewest and
     most of the window are both picked), and a window too narrow or reversed is one line."""
-    from mnas.bench.rank_check import window_archs
+    from mnas.bench.picks import window_archs
     from mnas.errors import UserError
 
     params = lambda a: count(a).params / 1e3  # noqa: E731  # a 'latency' that is not MACs
@@ -133,7 +135,7 @@ def test_window_archs_share_a_latency_window_and_spread_over_macs(tiny_space):
 def test_iso_window_and_the_hand_designs_inside_it():
     """iso_ms=15 is the +-10% window 13.5-16.5 ms; both iso_ms and window_ms, or a latency <= 0, is one line; the
     space's expressible V3 hand designs are found by name, and only when their latency lies in the window."""
-    from mnas.bench.rank_check import iso_window, window_hand_designs
+    from mnas.bench.picks import iso_window, window_hand_designs
     from mnas.errors import UserError
     from mnas.latency import predict
     from mnas.nn.space import load_space
@@ -189,6 +191,20 @@ def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path)
     assert any(narrower.params_for(a) is None for a in archs)
     with pytest.raises(UserError, match="not points of space"):
         standalone_archs(tmp_path / "first", narrower)
+
+
+def test_several_runs_are_scored_as_one_set(tiny_space, tmp_path):
+    """standalone_from=[a, b]: the archs of both runs in order (one shared arch once), each with its own cells."""
+    from mnas.bench.rank_check import from_runs
+
+    archs = spread_archs(tiny_space, 5, macs, pool=60)
+    acc = lambda a, s: 0.5 + 0.01 * archs.index(a) + 0.001 * s  # noqa: E731
+    rank_check(archs[:3], macs, macs, acc, [0, 1], tmp_path / "a", hand={archs[1]: "MobileNetV3-Small 0.75"})
+    rank_check(archs[2:], macs, macs, acc, [0, 1], tmp_path / "b")
+    picked, hand, known = from_runs([str(tmp_path / "a"), str(tmp_path / "b")], tiny_space, [0, 1])
+    assert picked == archs and hand == {archs[1]: "MobileNetV3-Small 0.75"} and len(known) == 10
+    assert known[(archs[4].to_string(), 1)][0] == pytest.approx(acc(archs[4], 1))
+    assert from_runs(str(tmp_path / "a"), tiny_space, [0, 1])[0] == archs[:3]  # one run, as a plain path
 
 
 def test_score_only_and_a_summary_over_the_complete_archs(tiny_space, tmp_path):

@@ -88,7 +88,7 @@ def test_a_resumed_fit_ends_as_the_uninterrupted_one(tmp_path, digits, monkeypat
         if state["step"] == 10:
             real(tmp_path / "killed.pt", state)
         real(path, state)
-    monkeypatch.setattr(train, "save_state", spy)
+    monkeypatch.setattr(train.trainer, "save_state", spy)  # fit looks it up there
     whole = build(TINY, seed=0)
     m1 = train.fit(whole, digits, state_path=tmp_path / "whole.pt", **opts)
     killed = torch.load(tmp_path / "killed.pt", weights_only=True)

@@ -30,13 +30,13 @@ there (summary.json's standalone_vs_macs_tau against kendall_tau)?
 
 scores that run's archs with another estimator setting and reuses its stand-alone accuracies (the costly part)
 instead of training them again; the archs are read from its rank.csv, so they need only be points of the space
-(a wider version of the space still scores them).
+(a wider version of the space still scores them). `standalone_from='[<run>, <run>]'` scores the archs of several
+runs together (e.g. two sets of equal-latency archs picked with different pick_seed), one ranking over all.
 """
 from __future__ import annotations
 
 import itertools
 import json
-import random
 import time
 from pathlib import Path
 
@@ -45,96 +45,13 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from mnas.bench.picks import fill_gaps, iso_window, spread_archs, window_archs, window_hand_designs
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.workers import run_jobs
-
-
-def spread_archs(space: Space, n: int, latency_fn, pool: int = 2000, seed: int = 0) -> list[ArchConfig]:
-    """n distinct archs whose latencies are closest to n evenly spaced targets between the 2nd and 98th
-    percentile of `pool` random archs' latencies."""
-    rng = random.Random(seed)
-    archs = list(dict.fromkeys(space.random_arch(rng) for _ in range(pool)))
-    if len(archs) < n:
-        raise UserError(f"space {space.name} gave only {len(archs)} distinct archs for n={n}: lower n")
-    lat = np.array([latency_fn(a) for a in archs])
-    picked = []
-    for target in np.linspace(*np.percentile(lat, [2, 98]), n):
-        order = np.argsort(np.abs(lat - target))
-        picked.append(next(int(i) for i in order if int(i) not in picked))
-    return [archs[i] for i in sorted(picked, key=lambda i: lat[i])]
-
-
-def iso_window(iso_ms: float | None, window_ms) -> tuple[float, float] | None:
-    """The latency window of iso_ms (+-10%) or window_ms=[lo, hi]; None when neither is given."""
-    if iso_ms is not None and window_ms:
-        raise UserError("give iso_ms=<ms> (a +-10% window) or window_ms=[lo, hi], not both")
-    if iso_ms is not None:
-        if not iso_ms > 0:
-            raise UserError(f"iso_ms={iso_ms}: give a latency in ms above 0")
-        return 0.9 * iso_ms, 1.1 * iso_ms
-    return tuple(window_ms) if window_ms else None
-
-
-def window_hand_designs(space: Space, window: tuple[float, float], latency_fn) -> dict[ArchConfig, str]:
-    """The hand designs that are points of the space and lie inside window, by name."""
-    from mnas.search.study import space_baselines
-    return {arch: label for arch, (label, _) in space_baselines(space).items()
-            if window[0] <= latency_fn(arch) <= window[1]}
-
-
-def window_archs(space: Space, n: int, latency_fn, macs_fn, window: tuple[float, float], pool: int = 2000,
-                 seed: int = 0) -> list[ArchConfig]:
-    """n distinct pool archs whose latencies lie inside window=(lo, hi) ms, spread evenly over their MACs (the
-    closest to n evenly spaced MAC counts between the window's fewest and most), sorted by MACs: archs of (nearly)
-    equal latency, where a search must tell apart what latency cannot, and whether MACs alone would is visible."""
-    lo, hi = window
-    if not 0 <= lo < hi:
-        raise UserError(f"window_ms={list(window)}: give [lo, hi] in ms with 0 <= lo < hi")
-    rng = random.Random(seed)
-    archs = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if lo <= latency_fn(a) <= hi]
-    if len(archs) < n:
-        raise UserError(f"only {len(archs)} of {pool} random archs of {space.name} lie within "
-                        f"window_ms={list(window)}: widen the window, raise pool or lower n={n}")
-    macs = np.array([macs_fn(a) for a in archs])
-    picked = []
-    for target in np.linspace(macs.min(), macs.max(), n):
-        order = np.argsort(np.abs(macs - target))
-        picked.append(next(int(i) for i in order if int(i) not in picked))
-    return [archs[i] for i in sorted(picked, key=lambda i: macs[i])]
-
-
-def fill_gaps(space: Space, archs: list, k: int, latency_fn, pool: int = 2000, seed: int = 0,
-              within: tuple[float, float] | None = None) -> list:
-    """archs plus k new ones, each the pool arch closest to the middle of the widest gap in latency between the
-    archs so far (their range's ends included), sorted by latency. within=(lo, hi) ms looks for gaps and new
-    archs only inside that range (its ends count as gap ends), e.g. around a search budget."""
-    if k == 0:  # nothing to add: no pool to sample and time
-        return sorted(archs, key=latency_fn)
-    rng = random.Random(seed)
-    cands = [a for a in dict.fromkeys(space.random_arch(rng) for _ in range(pool)) if a not in archs]
-    lat = {a: latency_fn(a) for a in [*archs, *cands]}
-    if within is not None:
-        lo, hi = within
-        if not 0 <= lo < hi:
-            raise UserError(f"fill_ms={list(within)}: give [lo, hi] in ms with 0 <= lo < hi")
-        cands = [a for a in cands if lo <= lat[a] <= hi]
-    out = list(archs)
-    for _ in range(k):
-        if not cands:
-            where = "" if within is None else f" within {list(within)} ms"
-            raise UserError(f"no arch of the pool of {pool} left to add{where}: lower n or raise pool")
-        ms = sorted(lat[a] for a in out)
-        if within is not None:
-            ms = sorted({within[0], within[1], *(m for m in ms if within[0] <= m <= within[1])})
-        a, b = max(itertools.pairwise(ms), key=lambda g: g[1] - g[0])
-        best = min(cands, key=lambda c: abs(lat[c] - (a + b) / 2))
-        cands.remove(best)
-        out.append(best)
-    return sorted(out, key=lat.get)
 
 
 def read_rank_csv(run_dir: Path) -> pd.DataFrame:
@@ -158,6 +75,19 @@ def load_standalone(run_dir: Path, archs: list, seeds) -> dict:
         for s in done:  # the row's summed seconds spread evenly over its seeds
             known[(r["arch"], s)] = (float(r[f"standalone_seed{s}"]), float(r["standalone_s"]) / len(done))
     return known
+
+
+def from_runs(run_dirs, space: Space, seeds) -> tuple[list[ArchConfig], dict[ArchConfig, str], dict]:
+    """(archs, hand-design labels, stand-alone cells) of one or several rank_check runs, their archs in order (an
+    arch in two runs once, with the cells of both)."""
+    archs, hand, known = [], {}, {}
+    for d in [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs:
+        a, h = standalone_archs(Path(d), space)
+        cells = load_standalone(Path(d), a, seeds)
+        archs += [x for x in a if x not in archs]
+        hand.update(h)
+        known.update({k: v for k, v in cells.items() if k not in known})
+    return archs, hand, known
 
 
 def standalone_archs(run_dir: Path, space: Space) -> tuple[list[ArchConfig], dict[ArchConfig, str]]:
@@ -350,7 +280,7 @@ def main(cfg):
 
     from mnas.cli import new_run_dir, to_plain
     from mnas.data import config_args, load_cached
-    from mnas.latency import predict
+    from mnas.latency import Device
     from mnas.nn.space import load_space
     from mnas.search.estimators import SupernetEstimator
 
@@ -360,15 +290,14 @@ def main(cfg):
     if c["n"] < 3 or not c["seeds"]:
         raise UserError(f"n={c['n']}, seeds={c['seeds']}: use n >= 3 archs and at least one seed")
     space, device, d = load_space(c["space"]["name"]), c["device"]["name"], c["data"]
-    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    latency_fn = Device(device)
     e = {k: v for k, v in c["estimator"].items() if k not in ("name", "space")}
     sa, seeds, known, hand = c["standalone"], c["seeds"], None, {}
     pick = c["seed"] if c.get("pick_seed") is None else c["pick_seed"]  # arch sampling only
     if c.get("standalone_from") and c["reference"]:
         raise UserError("give reference=<proxy_check run> or standalone_from=<rank_check run>, not both")
     if c.get("standalone_from"):  # another estimator on that run's archs: they need not be re-picked identically
-        archs, hand = standalone_archs(Path(c["standalone_from"]), space)
-        known = load_standalone(Path(c["standalone_from"]), archs, seeds)
+        archs, hand, known = from_runs(c["standalone_from"], space, seeds)
     elif c["reference"]:
         ref, known = load_reference(Path(c["reference"]))
         check_reference(ref, d, e.get("max_stride", 8), c["seed"])
@@ -394,7 +323,7 @@ def main(cfg):
     ms = sorted(latency_fn(a) for a in archs)
     print(f"{space.describe()}; {len(archs)} archs over {ms[0]:.1f}-{ms[-1]:.1f} ms "
           f"({device}); stand-alone {sa} x seeds {seeds} on {d['name']}"
-          f"{' (stand-alone from ' + (c['reference'] or c['standalone_from']) + ')' if known else ''}"
+          f"{' (stand-alone from ' + str(c['reference'] or c['standalone_from']) + ')' if known else ''}"
           f"{'; hand designs: ' + ', '.join(hand.values()) if hand else ''} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
                       title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"],

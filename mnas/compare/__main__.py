@@ -9,17 +9,15 @@ from mnas.cli import apply_preset, parse_ms, to_plain
 from mnas.compare.report import FAMILIES
 from mnas.compare.run import Recipe, read_search_run, run_compare
 from mnas.errors import UserError
-from mnas.latency.table import load_device
+from mnas.latency import Device
 
 
 def main(cfg) -> dict:
     """Hydra config (conf/compare.yaml) -> plain arguments -> run_compare; writes config.yaml next to the report."""
-    from mnas.latency.profile import measure_archs
-
     c = to_plain(cfg)
     recipe_name = apply_preset(c, "recipe", "recipes", unnamed=("seeds", "variants"))  # the report lists both
     device = c["device"]["name"]
-    dev = load_device(device)
+    dev = Device(device)  # an unknown device fails now
     budget = None if c["budget"] is None else parse_ms(c["budget"])
     best, search_cfg = read_search_run(c["run"])[1:] if c["run"] else ({}, {})
     budget = best.get("budget_ms") if budget is None else budget
@@ -33,12 +31,7 @@ def main(cfg) -> dict:
     from_data = dict(data=d["name"], data_root=d.get("root"), proxy_resolution=d.get("proxy_resolution", 32),
                      **{k: d.get(k) if c[k] is None else c[k] for k in ("val_size", "train_subset")})  # else data's
     recipe = Recipe(**from_data, **{f.name: c[f.name] for f in fields(Recipe) if f.name not in from_data})
-    measure_fn, measure = None, ""
-    if dev.get("live"):
-        measure = (f"{dev['runtime']}, {dev['threads']} thread(s), {dev['stat']} of {c['measure_repeats']} "
-                   "warm runs, each network alone")
-        measure_fn = lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],  # noqa
-                                                 stat=dev["stat"])["ms"].tolist()
+    measure_fn, measure = dev.measure_fn(c["measure_repeats"], progress=True), dev.how_measured(c["measure_repeats"])
     result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],
                          c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
                          recipe_name, jobs=c["jobs"])

@@ -1,8 +1,6 @@
 """`python -m mnas.prune model=mobilenet_v2 target=0.7x`: config (conf/prune.yaml) -> run_prune."""
 from __future__ import annotations
 
-
-
 from mnas.prune.run import RESUME_OVERRIDES, check_seeds, check_target, resolve_input, run_prune
 from mnas.prune.settings import Settings
 
@@ -11,19 +9,15 @@ def main(cfg) -> dict:
     """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
     from mnas.cli import apply_preset, open_run_dir, resumed_config, to_plain
     from mnas.data import config_args, load
-    from mnas.latency import predict
-    from mnas.latency.profile import measure_archs
-    from mnas.latency.table import load_device
+    from mnas.latency import Device
 
     c = to_plain(cfg)
     if c.get("resume"):
         c = resumed_config(c, "prune", keep=RESUME_OVERRIDES)  # the saved settings win, except these
     apply_preset(c, "scale", "scales")
     device = c["device"]["name"]
-    dev = load_device(device)
-    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
-    measure_fn = (lambda archs: measure_archs(archs, dev["runtime"], dev["threads"], c["measure_repeats"],
-                                              stat=dev["stat"], progress=False)["ms"].tolist()) if dev["live"] else None
+    latency_fn = Device(device)
+    measure_fn = latency_fn.measure_fn(c["measure_repeats"])
     s = Settings.from_config(c, proxy_resolution=c["data"].get("proxy_resolution", 32))
     deploy, checkpoint, compare = resolve_input(c)
     s.check()

@@ -8,7 +8,7 @@ def main(cfg) -> dict:
     """Hydra config -> plain arguments -> run_search (see conf/search.yaml)."""
     from mnas.cli import open_run_dir, parse_ms, resumed_config, to_plain
     from mnas.data import config_args, load
-    from mnas.latency import predict
+    from mnas.latency import Device
     from mnas.nn.space import load_space
     from mnas.search.estimators import make_estimator
 
@@ -24,7 +24,7 @@ def main(cfg) -> dict:
                               n_startup_trials=c["sampler"].get("n_startup_trials", 10),
                               population_size=c["sampler"].get("population_size", 20),
                               tie_z=c.get("tie_z", 2.0))
-    latency_fn = lambda arch: predict(arch, device)  # noqa: E731
+    latency_fn = Device(device)
     check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
     d, e = c["data"], dict(c["estimator"])
     data = load(**config_args(d, c["seed"]))
