@@ -273,9 +273,13 @@ def test_fidelity_summary_and_files(tmp_path, monkeypatch):
     assert text[0].startswith("cpu: MAPE")
     assert [x.split(":")[0] for x in text[1:]] == ["  mini random", "  v1", "  v3_small"]
     assert abs(summary["worst"]) == pytest.approx(100 * (csv.error.abs().max()))
-    summary, out = run_fidelity("cpu", 2, str(space), repeats=3, out_dir=tmp_path / "f2", progress=False, path=table,
-                                baselines=False)
-    assert summary["n"] == 2 and list(pd.read_csv(out / "fidelity.csv").family.unique()) == ["mini random"]
+    other = tmp_path / "wide.yaml"
+    other.write_text(space.read_text().replace("name: mini", "name: wide").replace("[8, 16]", "[24, 32]"))
+    summary, out = run_fidelity("cpu", 2, [str(space), str(other)], repeats=3, out_dir=tmp_path / "f2",
+                                progress=False, path=table, baselines=False, extra=[("pruned", "cut", tiny(8, 2))])
+    csv = pd.read_csv(out / "fidelity.csv")
+    assert summary["n"] == 5 and list(csv.family.unique()) == ["mini random", "wide random", "pruned"]
+    assert list(summary["families"]) == ["mini random", "wide random", "pruned"] and csv.name.iloc[-1] == "cut"
 
 
 def test_cli_unknown_device_is_one_line_exit_2():
@@ -319,3 +323,16 @@ def test_a_table_calibrated_the_old_way_is_recalibrated(tmp_path):
     calibrate("cpu", [small, other], p, repeats=3, progress=False)
     assert load_table("cpu", p).attrs["meta"]["calibration"]["timing"] == "alone" and len(read_table(p)) == rows
     assert predict(small, "cpu", p) > 0
+
+
+def test_fidelity_adds_pruned_hand_designs():
+    """The fidelity command's pruned family: each start network in turn, seeded, each pruned below its start."""
+    from mnas.latency.__main__ import PRUNE_STARTS, pruned_archs
+    from mnas.nn.models import get_model
+    from mnas.nn.stats import count
+
+    rows = pruned_archs(5, seed=0)
+    assert rows == pruned_archs(5, seed=0) and rows != pruned_archs(5, seed=1)
+    assert [f for f, _, _ in rows] == ["pruned"] * 5 and rows[4][1].startswith(PRUNE_STARTS[0])
+    for (_, name, arch), start in zip(rows, [*PRUNE_STARTS, PRUNE_STARTS[0]]):
+        assert name.startswith(start) and count(arch).macs < count(get_model(start)).macs

@@ -27,6 +27,7 @@ from mnas.prune.netadapt import (
     minimal_arch,
     netadapt,
     prune_unit,
+    random_pruned,
     read_history,
     smallest_keep,
     units,
@@ -81,6 +82,20 @@ def test_units_follow_the_coupling():
     v3 = get_model("mobilenet_v3_large", 1.0)  # stem 16 -> ds block 16 (residual): one unit; SE squeezes follow
     assert [u.name for u in units(v3)][0] == "out stem..blocks.0" and units(v3)[-1].name == "hidden"
     assert minimal_arch(v3).blocks[3].se == 8 and minimal_arch(v3).hidden == 8
+
+
+def test_random_cuts_leave_shapes_a_pruning_run_could():
+    """random_pruned (the fidelity benchmark's pruned networks): seeded, only whole steps of 8 removed, never
+    below 8, residual-coupled widths kept equal, the result builds and runs."""
+    v2 = get_model("mobilenet_v2", 1.0)
+    a, b = (random_pruned(v2, random.Random(3), 10) for _ in range(2))
+    assert a == b and a != v2
+    for u in units(v2):
+        before, after = channels(v2, u), channels(a, u)
+        assert after <= before and (before - after) % 8 == 0 and after >= min(8, before), u.name
+        assert len({channels(a, dataclasses.replace(u, layers=(i,))) for i in u.layers} | {after}) == 1
+    assert sum(channels(a, u) != channels(v2, u) for u in units(v2)) <= 10
+    assert build(proxy_arch(a, 10))(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "v3_small space"])

@@ -46,9 +46,25 @@ def build(cfg: DictConfig) -> None:
              f"over {len(drift)} chunks" if drift else ""))
 
 
+PRUNE_STARTS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+
+
+def pruned_archs(count: int, seed: int) -> list[tuple[str, str, object]]:
+    """`count` pruned hand designs (family 'pruned'): V1/V2/V3-Small/V3-Large 1.0 in turn, each after 3-12
+    NetAdapt-style random cuts (mnas.prune.netadapt.random_pruned): the shapes a pruning run leaves."""
+    from mnas.prune.netadapt import random_pruned
+    rng, out = random.Random(f"pruned{seed}"), []
+    for i in range(count):
+        start = PRUNE_STARTS[i % len(PRUNE_STARTS)]
+        cuts = rng.randint(3, 12)
+        out.append(("pruned", f"{start} 1.0, {cuts} random cuts", random_pruned(get_model(start), rng, cuts)))
+    return out
+
+
 def fidelity(cfg: DictConfig) -> None:
-    summary, out = run_fidelity(_device(), cfg.n, cfg.space.name, cfg.seed, cfg.arch_repeats, cfg.out_dir,
-                                baselines=cfg.baselines)
+    spaces = list(cfg.spaces) if cfg.get("spaces") else cfg.space.name
+    summary, out = run_fidelity(_device(), cfg.n, spaces, cfg.seed, cfg.arch_repeats, cfg.out_dir,
+                                baselines=cfg.baselines, extra=pruned_archs(cfg.get("pruned") or 0, cfg.seed))
     OmegaConf.save(cfg, Path(out) / "config.yaml")
     print((Path(out) / "summary.txt").read_text().rstrip() + f"\n-> {out}")
 

@@ -1,5 +1,6 @@
-"""How well `predict` matches reality: predicted vs measured end-to-end latency of random archs of a space and
-of every published hand design (MobileNetV1 0.25-1.0, V2 0.35-1.4 and 1.0 at 96-192 px, V3-Small/-Large 0.5-1.0).
+"""How well `predict` matches reality: predicted vs measured end-to-end latency of random archs of one or more
+spaces, of every published hand design (MobileNetV1 0.25-1.0, V2 0.35-1.4 and 1.0 at 96-192 px, V3-Small/-Large
+0.5-1.0) and of further networks a caller adds (the CLI: pruned hand designs, mnas.prune.netadapt.random_pruned).
 
 Writes fidelity.csv (family, name, arch, predicted, measured, spread, error), fidelity.png (scatter by family with
 y = x and a +-10% band) and summary.txt (MAPE, share within +-10%, Kendall tau, worst error: overall and per
@@ -63,17 +64,20 @@ def plot(df: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progress: bool, path=None,
-                 baselines: bool = True) -> pd.DataFrame:
-    """n random archs of `space` and (baselines) every hand design: predicted (ops measured first where missing)
-    and measured here, end to end, each network alone (measure_archs)."""
+def compare_live(device: str, n: int, space, seed: int, repeats: int, progress: bool, path=None,
+                 baselines: bool = True, extra=()) -> pd.DataFrame:
+    """n random archs of each space (`space`: a name or a list), every hand design (baselines) and the (family,
+    name, arch) rows of `extra` (e.g. pruned networks): predicted (ops measured first where missing) and measured
+    here, end to end, each network alone (measure_archs)."""
     from mnas.nn.models import hand_designs
     from mnas.nn.space import load_space
     cfg = load_device(device)
-    sp = load_space(space)
-    rng = random.Random(seed)
-    rows = [(f"{sp.name} random", f"random {i}", sp.random_arch(rng)) for i in range(n)]
+    rows = []
+    for name in [space] if isinstance(space, str) else space:
+        sp, rng = load_space(name), random.Random(seed)
+        rows += [(f"{sp.name} random", f"random {i}", sp.random_arch(rng)) for i in range(n)]
     rows += [(family, name, arch) for family, _, name, arch in (hand_designs() if baselines else [])]
+    rows += list(extra)
     archs = [a for _, _, a in rows]
     measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
     predicted = [predict(a, device, path) for a in archs]
@@ -83,16 +87,17 @@ def compare_live(device: str, n: int, space: str, seed: int, repeats: int, progr
                          "spread": m["spread"]})
 
 
-def run_fidelity(device: str = "cpu", n: int = 100, space: str = "v3_small", seed: int = 0, repeats: int = 100,
+def run_fidelity(device: str = "cpu", n: int = 100, space="v3_small", seed: int = 0, repeats: int = 100,
                  out_dir: str | Path | None = None, progress: bool = True, path=None,
-                 baselines: bool = True) -> tuple[dict, Path]:
+                 baselines: bool = True, extra=()) -> tuple[dict, Path]:
     """Compare predictions with measurements, write the CSV, plot and summary; returns (summary, out_dir).
+    `space`: one space's name or a list (n random archs of each); `extra`: more (family, name, arch) rows;
     `path`: the device's table file, if not the one its config names."""
     cfg = load_device(device)
     if cfg["kind"] == "estimated":
         df = importlib.import_module(cfg["model"]).fidelity()
     elif cfg.get("live"):
-        df = compare_live(device, n, space, seed, repeats, progress, path, baselines)
+        df = compare_live(device, n, space, seed, repeats, progress, path, baselines, extra)
     else:
         raise UserError(f"device {device!r} is not measured on this machine (no 'live: true' in its config): "
                         f"its fidelity can only be checked on the device itself")

@@ -131,6 +131,20 @@ def minimal_arch(arch: ArchConfig, min_channels: int = 8, step: int = 8) -> Arch
     return arch
 
 
+def random_pruned(arch: ArchConfig, rng, cuts: int, min_channels: int = 8, step: int = 8) -> ArchConfig:
+    """`arch` after `cuts` NetAdapt-style cuts chosen at random (no accuracy involved): each removes a multiple of
+    `step` channels, at most half of what may go, from a random unit that can still shrink. The channel counts
+    and coupled residual widths a pruning run leaves, for checking a latency model on pruned shapes."""
+    for _ in range(cuts):
+        free = [u for u in units(arch) if channels(arch, u) > smallest_keep(arch, u, min_channels, step)]
+        if not free:
+            break
+        u = rng.choice(free)
+        slack = (channels(arch, u) - smallest_keep(arch, u, min_channels, step)) // step
+        arch = resize(arch, u, channels(arch, u) - step * rng.randint(1, max(1, slack // 2)))
+    return arch
+
+
 def with_channels(arch: ArchConfig, source: ArchConfig) -> ArchConfig:
     """`arch` (e.g. the deployment shape) with the channel counts of `source` (e.g. the pruned proxy network)."""
     f = lambda t, s: dataclasses.replace(t, out=s.out, exp=s.exp, se=s.se)  # noqa: E731
