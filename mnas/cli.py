@@ -2,8 +2,11 @@
 
 `hydra_main(config_name, fn)` checks config-group choices (device=, sampler=, data=, ...) before Hydra composes,
 so an unknown choice is one line listing what exists and exit status 2 (Hydra's own message is several lines
-and exit 1); then it calls `fn(cfg)` under `one_line_errors`.
+and exit 1); then it composes the config once as Hydra will, so that an unknown key, a value of the wrong type
+for a command with a schema (a structured config registered as `<command>_schema`, e.g. n_trials=abc) or an
+unparsable override is one line and exit 2 as well; then it calls `fn(cfg)` under `one_line_errors`.
 """
+import os
 import re
 import sys
 import time
@@ -32,9 +35,50 @@ def check_group_overrides(argv: list[str]) -> None:
             sys.exit(2)
 
 
+def compose_error(e: BaseException, config_name: str) -> str:
+    """One line for a Hydra/OmegaConf composition failure: which key, what was wrong, what is accepted."""
+    chain = [e]
+    while chain[-1].__cause__ is not None and len(chain) < 10:
+        chain.append(chain[-1].__cause__)
+    text = "\n".join(str(x) for x in chain)
+    key = re.search(r"full_key: ([\w.\[\]]+)", text)
+    if m := re.search(r"Key '([^']+)' (?:is not in struct|not in '\w+')", text):
+        where = f"{key[1].rpartition('.')[0]}." if key and "." in key[1] else ""
+        return (f"unknown key '{where}{m[1]}': the keys are those of conf/{config_name}.yaml "
+                f"(and of the config groups it names)")
+    if m := re.search(r"Value '([^']*)'(?: of type '\w+')? (?:could not be converted to|is not a valid) (\w+)", text):
+        kind = {"bool": "true or false"}.get(m[2].lower(), m[2].lower())
+        return f"{key[1] if key else 'a value'}={m[1]!r} is invalid: expected {kind}"
+    first = next((line.strip() for x in chain for line in str(x).splitlines() if line.strip()), type(e).__name__)
+    if type(e).__name__ == "OverrideParseException":
+        return f"an override does not parse ({first}): write key=value, e.g. budget=15ms or 'seeds=[0,1]'"
+    return f"{key[1]}: {first}" if key else first
+
+
+def check_composes(config_name: str, argv: list[str]) -> None:
+    """Compose conf/<config_name>.yaml with the overrides as Hydra is about to; a failure is one line, exit 2."""
+    if any(a.startswith("-") for a in argv) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return  # Hydra's own flags (--help, --cfg, ...) and full reports: leave them to Hydra
+    from hydra import compose, initialize_config_dir
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            compose(config_name, overrides=argv)
+    except Exception as e:  # noqa: BLE001 - hydra and omegaconf raise several types for bad overrides
+        print(f"error: {compose_error(e, config_name)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def register_schema(config_name: str, schema) -> None:
+    """Make the dataclass `schema` the structured config `<config_name>_schema` that conf/<config_name>.yaml
+    lists first in its defaults: Hydra then types and checks every key of the command against it."""
+    from hydra.core.config_store import ConfigStore
+    ConfigStore.instance().store(name=f"{config_name}_schema", node=schema)
+
+
 def hydra_main(config_name: str, fn):
     """Entry point for `python -m mnas.<cmd>`: Hydra composes conf/<config_name>.yaml + overrides, fn(cfg) runs."""
     check_group_overrides(sys.argv[1:])
+    check_composes(config_name, sys.argv[1:])
     wrapped = one_line_errors(fn)
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base=None)

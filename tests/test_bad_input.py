@@ -67,6 +67,8 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
      r"was measured for device 'cpu' \{'runtime': 'torch'"),
     ("mnas.train data=fashion_mnist data.root={d}/nodata", r"apt-get install dataset-fashion-mnist"),
     ("mnas.train model=mobilenet_v9", r"unknown model 'mobilenet_v9'"),
+    ("mnas.train epochz=3", r"unknown key 'epochz': the keys are those of conf/train.yaml"),
+    ("mnas.prune seeds=[0,", r"an override does not parse"),
     ("mnas.export run={d}/corrupt.pt", r"not an mnas checkpoint: .*corrupt.pt"),
     ("mnas.export run={d}/evil.pt",
      r"not an mnas checkpoint: .*evil.pt holds pickled code or objects \(posix.system\)"),

@@ -111,6 +111,10 @@ def test_two_workers_on_one_postgresql_study_finish_the_count_together(tmp_path,
     (["budget=15 parsecs"], "is invalid"), (["budget=0"], "is invalid"), (["budget=1e9ms"], "is invalid"),
     (["device=nokia3310"], "unknown device 'nokia3310': available .*pixel"),
     (["sampler=annealing"], "unknown sampler 'annealing'"), (["budget=0.001ms"], "below the fastest arch"),
+    (["n_trials=abc"], "n_trials='abc' is invalid: expected integer"),  # typed by the schema (SearchConfig)
+    (["pipeline.enabled=maybe"], "pipeline.enabled='maybe' is invalid: expected true or false"),
+    (["n_trails=5"], "unknown key 'n_trails'.*conf/search.yaml"),
+    (["pipeline.steps=5"], "unknown key 'pipeline.steps'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
     cmd = [a for a in search_cmd(tmp_path, f"out_dir={tmp_path / 'run'}") if not a.startswith("budget=")] + args

@@ -1,7 +1,47 @@
 """`python -m mnas.search device=pixel budget=15ms`: config (conf/search.yaml) -> run_search -> pipeline."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from mnas.cli import register_schema
 from mnas.search.study import SearchSettings, check_budget, run_search
+
+
+@dataclass
+class PipelineConfig:
+    """conf/search.yaml `pipeline:` (mnas.pipeline.PipelineSettings takes these keys as they are)."""
+    enabled: bool = True
+    finetune_steps: int = 300
+    lr: float = 0.02
+    prune: Optional[str] = "0.9x"
+    prune_scale: str = "quick"
+    export: Optional[str] = "json,string,pt,onnx"
+
+
+@dataclass
+class SearchConfig:
+    """The schema of `python -m mnas.search` (conf/search.yaml lists it first: Hydra types and checks every key;
+    the values and their comments live in the YAML). The groups are the YAML files they name."""
+    device: Any = None
+    space: Any = None
+    sampler: Any = None
+    data: Any = None
+    estimator: Any = None
+    budget: str = "15ms"
+    objective: str = "constraint"
+    w: float = -0.07
+    tie_z: float = 2.0
+    n_trials: int = 30
+    timeout: Optional[float] = None
+    seed: int = 0
+    storage: Optional[str] = None
+    resume: Optional[str] = None
+    out_dir: Optional[str] = None
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+register_schema("search", SearchConfig)
 
 
 def main(cfg) -> dict:
