@@ -68,6 +68,7 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.train data=fashion_mnist data.root={d}/nodata", r"apt-get install dataset-fashion-mnist"),
     ("mnas.train model=mobilenet_v9", r"unknown model 'mobilenet_v9'"),
     ("mnas.train epochz=3", r"unknown key 'epochz': the keys are those of conf/train.yaml"),
+    ("mnas.train proxy=maybe", r"proxy='maybe' is invalid: expected true or false"),  # typed by TrainConfig
     ("mnas.prune seeds=[0,", r"an override does not parse"),
     ("mnas.export run={d}/corrupt.pt", r"not an mnas checkpoint: .*corrupt.pt"),
     ("mnas.export run={d}/evil.pt",
