@@ -13,12 +13,15 @@ import re
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from mnas.cli import register_schema
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
 from mnas.nn.models import build
@@ -223,6 +226,24 @@ def export(model_or_source, out_dir, formats=("json", "string", "pt", "onnx"), p
         raise ExportCheckError(f"exported files compute something else than the PyTorch model ({', '.join(bad)}, "
                                f"max |diff| vs tolerance); see {out_dir / 'export.json'}")
     return manifest
+
+
+@dataclass
+class ExportConfig:
+    """The schema of `python -m mnas.export` (conf/export.yaml lists it first; values and comments in the YAML)."""
+    run: Optional[str] = None
+    model: Optional[str] = None
+    arch: Optional[str] = None
+    width: float = 1.0
+    resolution: int = 224
+    num_classes: int = 1000
+    format: Any = "json,string,pt,onnx"  # a comma list: format=onnx,pt arrives as a list
+    proxy_resolution: Optional[int] = None
+    check_tol: float = 1e-4
+    out_dir: Optional[str] = None
+
+
+register_schema("export", ExportConfig)
 
 
 def main(cfg) -> dict:

@@ -69,6 +69,9 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.train model=mobilenet_v9", r"unknown model 'mobilenet_v9'"),
     ("mnas.train epochz=3", r"unknown key 'epochz': the keys are those of conf/train.yaml"),
     ("mnas.train proxy=maybe", r"proxy='maybe' is invalid: expected true or false"),  # typed by TrainConfig
+    ("mnas.prune compare_width=perhaps", r"compare_width='perhaps' is invalid: expected true or false"),
+    ("mnas.compare seeds=x", r"seeds='x' is invalid: expected integer"),
+    ("mnas.export width=big", r"width='big' is invalid: expected float"),
     ("mnas.prune seeds=[0,", r"an override does not parse"),
     ("mnas.export run={d}/corrupt.pt", r"not an mnas checkpoint: .*corrupt.pt"),
     ("mnas.export run={d}/evil.pt",

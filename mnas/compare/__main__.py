@@ -1,15 +1,53 @@
 """`python -m mnas.compare device=pixel budget=15ms run=<search run>`: config (conf/compare.yaml) -> run_compare."""
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from typing import Any, Optional
 
 import yaml
 
-from mnas.cli import apply_preset, parse_ms, to_plain
+from mnas.cli import apply_preset, parse_ms, register_schema, to_plain
 from mnas.compare.report import FAMILIES
 from mnas.compare.run import Recipe, read_search_run, run_compare
 from mnas.errors import UserError
 from mnas.latency import Device
+
+
+@dataclass
+class CompareConfig:
+    """The schema of `python -m mnas.compare` (conf/compare.yaml lists it first; values and comments in the YAML).
+    Null recipe keys are filled from recipes.<recipe> (mnas.cli.apply_preset)."""
+    device: Any = None
+    data: Any = None
+    run: Optional[str] = None
+    pruned: str = "auto"
+    budget: Optional[str] = None
+    resolution: int = 224
+    recipe: str = "full"
+    seeds: Optional[int] = None
+    families: Optional[Any] = None
+    variants: Optional[Any] = None
+    epochs: Optional[int] = None
+    max_steps: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    train_subset: Optional[int] = None
+    val_size: Optional[Any] = None  # a count of images or a fraction
+    test_images: Optional[int] = None
+    bn_recalibration: Optional[bool] = None
+    recipes: Any = None
+    optimizer: str = "sgd"
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    max_stride: int = 8
+    measure_repeats: int = 30
+    threads: Optional[int] = None
+    jobs: int = 1
+    cache_dir: str = "runs/compare/cache"
+    out_dir: Optional[str] = None
+
+
+register_schema("compare", CompareConfig)
 
 
 def main(cfg) -> dict:

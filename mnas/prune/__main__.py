@@ -1,8 +1,56 @@
 """`python -m mnas.prune model=mobilenet_v2 target=0.7x`: config (conf/prune.yaml) -> run_prune."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from mnas.cli import register_schema
 from mnas.prune.run import RESUME_OVERRIDES, check_seeds, check_target, resolve_input, run_prune
 from mnas.prune.settings import Settings
+
+
+@dataclass
+class PruneConfig:
+    """The schema of `python -m mnas.prune` (conf/prune.yaml lists it first; values and comments in the YAML).
+    Null schedule keys are filled from scales.<scale> (mnas.cli.apply_preset); the rest are Settings' fields."""
+    device: Any = None
+    data: Any = None
+    model: str = "mobilenet_v2"
+    width: float = 1.0
+    resolution: int = 224
+    search: Optional[str] = None
+    checkpoint: Optional[str] = None
+    init: Optional[str] = None
+    target: str = "0.7x"
+    select: str = "ratio"
+    compare_width: bool = False
+    compare_seeds: int = 1
+    scale: str = "full"
+    init_steps: Optional[int] = None
+    finetune_steps: Optional[int] = None
+    chosen_steps: Optional[int] = None
+    final_steps: Optional[int] = None
+    final_lr: Optional[float] = None
+    eval_images: Optional[int] = None
+    delta: Optional[float] = None
+    delta_decay: Optional[float] = None
+    batch_size: Optional[int] = None
+    scales: Any = None
+    lr: float = 0.05
+    finetune_lr: float = 0.01
+    min_channels: int = 8
+    importance_p: int = 1
+    max_iterations: int = 100
+    max_stride: int = 8
+    measure_repeats: int = 30
+    threads: Optional[int] = None
+    jobs: int = 1
+    seed: int = 0
+    resume: Optional[str] = None
+    out_dir: Optional[str] = None
+
+
+register_schema("prune", PruneConfig)
 
 
 def main(cfg) -> dict:
