@@ -3,6 +3,7 @@ worker processes equal in-process runs, every finished cell is kept (resume), th
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -33,6 +34,8 @@ def test_workers_resume_and_summary(tiny_space, tmp_path):
         torch.set_num_threads(threads)
     assert json.loads((tmp_path / "summary.json").read_text())["n"] == 4 == summary["n"]
     assert -1 <= summary["seed_to_seed_tau"] <= 1 and (tmp_path / "rank.png").stat().st_size > 1000
+    lo, hi = summary["kendall_tau_90"]
+    assert -1 <= lo <= summary["kendall_tau"] <= hi <= 1 and len(summary["macs_tau_90"]) == 2
 
     def never(arch, seed):
         raise AssertionError("a finished cell was run again")
@@ -191,6 +194,16 @@ def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path)
     assert any(narrower.params_for(a) is None for a in archs)
     with pytest.raises(UserError, match="not points of space"):
         standalone_archs(tmp_path / "first", narrower)
+
+
+def test_the_tau_interval_is_wide_on_few_archs_and_narrow_on_many():
+    from mnas.bench.rank_check import tau_interval
+    rng = np.random.default_rng(0)
+    x = np.arange(40, dtype=float)
+    y = x + rng.normal(0, 8, 40)  # a noisy but real agreement
+    few, many = tau_interval(x[:8], y[:8]), tau_interval(x, y)
+    assert few[1] - few[0] > many[1] - many[0] and many[0] > 0
+    assert tau_interval(x, x) == pytest.approx([1.0, 1.0])
 
 
 def test_several_runs_are_scored_as_one_set(tiny_space, tmp_path):

@@ -126,8 +126,20 @@ def check_reference(cfg: dict, data: dict, max_stride: int, seed: int) -> None:
             f"{k} ({a!r} there, {b!r} here)" for k, (a, b) in diff.items()) + ": pass the matching data=... options")
 
 
+def tau_interval(x, y, level: float = 0.9, resamples: int = 2000, seed: int = 0) -> list[float]:
+    """A bootstrap interval of Kendall's tau between x and y (archs resampled with replacement): how far a tau
+    on this few archs could move with another draw of archs. Two estimators whose taus differ by less than the
+    interval's width are not told apart by the benchmark."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rng = np.random.default_rng(seed)
+    taus = [stats.kendalltau(x[i], y[i])[0] for i in rng.integers(0, len(x), (resamples, len(x)))]
+    lo, hi = np.nanpercentile(taus, [50 * (1 - level), 50 * (1 + level)])
+    return [float(lo), float(hi)]
+
+
 def summarize(df: pd.DataFrame, seeds) -> dict:
-    """Kendall tau / Spearman rho of supernet vs stand-alone mean, and the reference's seed-to-seed tau."""
+    """Kendall tau / Spearman rho of supernet vs stand-alone mean (with a 90% bootstrap interval of the tau, and
+    that of MACs), and the reference's seed-to-seed tau."""
     tau, tau_p = stats.kendalltau(df["supernet_acc"], df["standalone_acc"])
     rho, rho_p = stats.spearmanr(df["supernet_acc"], df["standalone_acc"])
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -137,6 +149,8 @@ def summarize(df: pd.DataFrame, seeds) -> dict:
             "seed_to_seed_tau": float(np.mean(pairs)) if pairs else None,
             "supernet_vs_single_seed_tau": float(np.mean(single)),
             "standalone_vs_macs_tau": stats.kendalltau(df["standalone_acc"], df["proxy_mmacs"])[0],
+            "kendall_tau_90": tau_interval(df["supernet_acc"], df["standalone_acc"]),
+            "macs_tau_90": tau_interval(df["proxy_mmacs"], df["standalone_acc"]),
             "supernet_s_per_arch": float(df["supernet_s"].mean()),
             "standalone_s_per_run": float(df["standalone_s"].sum() / df[cols].notna().sum().sum())}
 
@@ -255,12 +269,15 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     (out_dir / "summary.json").write_text(json.dumps(plain, indent=2))
     plot(df, summary, out_dir / "rank.png", title)
     seed_tau = summary["seed_to_seed_tau"]
+    lo, hi = summary["kendall_tau_90"]
+    mlo, mhi = summary["macs_tau_90"]
     print(f"supernet vs stand-alone ({len(df)} archs, {len(seeds)} seed(s)): Kendall tau {summary['kendall_tau']:.3f} "
-          f"(p={summary['kendall_p']:.2g}), Spearman rho {summary['spearman_rho']:.3f}; stand-alone seed-to-seed "
+          f"(p={summary['kendall_p']:.2g}; 90% bootstrap over archs {lo:.2f} to {hi:.2f}), Spearman rho "
+          f"{summary['spearman_rho']:.3f}; stand-alone seed-to-seed "
           f"tau {'n/a (one seed)' if seed_tau is None else f'{seed_tau:.3f}'} (the ceiling); supernet vs single "
           f"seeds tau {summary['supernet_vs_single_seed_tau']:.3f}; stand-alone accuracy vs MACs tau "
-          f"{summary['standalone_vs_macs_tau']:.3f}; {summary['supernet_s_per_arch']:.1f} s per "
-          f"supernet estimate, {summary['standalone_s_per_run']:.0f} s per stand-alone run -> {out_dir}")
+          f"{summary['standalone_vs_macs_tau']:.3f} ({mlo:.2f} to {mhi:.2f}); {summary['supernet_s_per_arch']:.1f} s "
+          f"per supernet estimate, {summary['standalone_s_per_run']:.0f} s per stand-alone run -> {out_dir}")
     return summary
 
 
