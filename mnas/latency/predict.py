@@ -91,15 +91,14 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
     if todo and anchors and len(todo) + len(anchors) <= profile_kw.get("chunk", 64) * 2:
         kw = dict(profile_kw, chunk=len(todo) + len(anchors))  # one interleaved run: same conditions for all
         rows = profile_ops(todo + anchors, cfg["runtime"], cfg["threads"], stat=cfg["stat"], progress=progress, **kw)
-        now = rows["ms"].to_numpy()[len(todo):]
-        ratio = float(np.median(np.array([have[k.astuple()] for k in anchors]) / np.maximum(now, 1e-9)))
+        ratio = units_factor([have[k.astuple()] for k in anchors], rows["ms"].to_numpy()[len(todo):])
         new = rows.iloc[:len(todo)].copy()
         new["ms"] = new["ms"] * ratio
         save(new)
         return df
-    run = dict(stat=cfg["stat"], progress=progress, **profile_kw)
+    run, chunk = dict(stat=cfg["stat"], progress=progress, **profile_kw), profile_kw.get("chunk", 64)
     if not have and todo:  # a new table: its first chunk sets the units the anchors keep for the rest
-        first, todo = todo[:profile_kw.get("chunk", 64)], todo[profile_kw.get("chunk", 64):]
+        first, todo = todo[:chunk], todo[chunk:]
         profile_ops(first, cfg["runtime"], cfg["threads"], on_chunk=save, **run)
         have = ms_by_key(df)
     fixed = pick_anchors(have) if todo else []
@@ -108,12 +107,18 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
     def save_in_units(rows):  # a chunk timed while the machine ran slower or faster is scaled back, and said so
         now, drift = rows.attrs.get("anchor_ms"), None
         if now is not None and len(ref):
-            factor = float(np.median(ref / np.maximum(np.asarray(now), 1e-9)))
+            factor = units_factor(ref, now)
             rows, drift = rows.assign(ms=rows["ms"] * factor), drift_note(done[0], len(rows), factor)
         save(rows, drift)
         done[0] += len(rows)
     profile_ops(todo, cfg["runtime"], cfg["threads"], on_chunk=save_in_units, anchors=fixed, **run)
     return df
+
+
+def units_factor(table_ms, now_ms) -> float:
+    """The factor that puts times measured now into a table's units: the median ratio table/now over anchor ops
+    timed in both (on-demand measurement and every chunk of a build scale by it)."""
+    return float(np.median(np.asarray(table_ms, float) / np.maximum(np.asarray(now_ms, float), 1e-9)))
 
 
 DRIFT_WARN = 0.10  # a chunk whose anchors ran more than 10% off the table's values is reported
