@@ -81,6 +81,12 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.export arch=" + ARCH.replace("ir_k3", "ir_k3_q5"), r"unknown or repeated token 'q5'"),
     ("mnas.export arch=" + ARCH.replace("c16_relu", "c99999_relu"), r"out=99999 is invalid"),
     ("mnas.prune target=-3ms", r"target .*positive"),
+    ("mnas.latency fidelity device=cpu nn=5", r"unknown key 'nn': the keys are those of conf/latency.yaml"),
+    ("mnas.latency fidelity device=cpu pruned=many", r"pruned='many' is invalid: expected integer"),
+    ("mnas.supernet epochs=two", r"epochs='two' is invalid: expected integer"),
+    ("mnas.bench.rank_check standalone.max_steps=lots", r"standalone.max_steps='lots' is invalid: expected integer"),
+    ("mnas.bench.proxy_check seeds=x", r"seeds='x' is invalid: expected integer"),
+    ("mnas.bench.supernet_speed steps=1 warm=2", r"unknown key 'warm'"),
     ("mnas.bench.rank_check iso_ms=15 window_ms=[13,16]", r"iso_ms=<ms> .* or window_ms=\[lo, hi\], not both"),
 ]
 

@@ -127,7 +127,9 @@ def test_an_image_folder_decoded_once_to_disk_serves_the_same_batches(tmp_path, 
     """cache_dir: the folder is decoded once into a file and read per batch (views, not copies, for the carved
     splits); the batches equal the in-memory ones; a second load decodes nothing; a changed image makes a new file."""
     import pickle
+
     from PIL import Image as PILImage
+
     from mnas.data.sets import DiskImages
     from mnas.supernet.train import fingerprint
     _folder(tmp_path / "images", n=6)

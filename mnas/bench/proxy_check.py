@@ -18,7 +18,9 @@ import itertools
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from scipy.stats import kendalltau
 from tqdm import tqdm
 
 from mnas import data as datasets
-from mnas.cli import new_run_dir
+from mnas.cli import new_run_dir, register_schema
 from mnas.errors import UserError
 from mnas.latency import predict
 from mnas.nn.arch import ArchConfig
@@ -224,6 +226,32 @@ def run_proxy_check(data="fmnist_cluttered", data_root=None, data_options=None, 
         + "\n".join(f"{i}. `{a}`" for i, a in enumerate(table["arch"])) + "\n")
     print(format_stats(stats) + f"; wall time {stats['wall_s'] / 60:.1f} min -> {out_dir}")
     return {"table": table, "stats": stats, "out_dir": out_dir}
+
+
+@dataclass
+class ProxyCheckConfig:
+    """The schema of `python -m mnas.bench.proxy_check` (conf/proxy_check.yaml lists it first; values and
+    comments in the YAML)."""
+    data: Any = None
+    space: str = "v3_small"
+    n: int = 8
+    seeds: int = 3
+    epochs: int = 1
+    max_steps: Optional[int] = None
+    batch_size: int = 128
+    lr: float = 0.1
+    max_stride: int = 8
+    threads: Optional[int] = 1
+    jobs: int = 1
+    pool: int = 1000
+    spread: str = "macs"
+    pick_seed: int = 0
+    data_options: Optional[Any] = None
+    resume: Optional[str] = None
+    out_dir: Optional[str] = None
+
+
+register_schema("proxy_check", ProxyCheckConfig)
 
 
 def main(cfg):

@@ -38,7 +38,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -46,6 +48,7 @@ import yaml
 from scipy import stats
 
 from mnas.bench.picks import fill_gaps, iso_window, spread_archs, window_archs, window_hand_designs
+from mnas.cli import register_schema
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
 from mnas.nn.proxy import proxy_arch
@@ -289,6 +292,42 @@ def variant(estimator: dict) -> str:
     if estimator.get("finetune_steps"):
         parts.append(f"fine-tuned {estimator['finetune_steps']} steps")
     return f"; supernet: {', '.join(parts)}"
+
+
+@dataclass
+class StandaloneConfig:
+    """conf/rank_check.yaml `standalone:`, the reference training (TrainEstimator's options)."""
+    epochs: int = 1
+    max_steps: Optional[int] = None
+    batch_size: int = 128
+    lr: float = 0.1
+
+
+@dataclass
+class RankCheckConfig:
+    """The schema of `python -m mnas.bench.rank_check` (conf/rank_check.yaml lists it first; values and comments
+    in the YAML)."""
+    space: Any = None
+    data: Any = None
+    device: Any = None
+    estimator: Any = None
+    n: int = 12
+    reference: Optional[str] = None
+    fill_ms: Optional[Any] = None  # [lo, hi]
+    iso_ms: Optional[float] = None
+    window_ms: Optional[Any] = None  # [lo, hi]
+    standalone_from: Optional[Any] = None  # a run dir or a list of them
+    pool: int = 2000
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])
+    standalone: StandaloneConfig = field(default_factory=StandaloneConfig)
+    seed: int = 0
+    pick_seed: Optional[int] = None
+    threads: Optional[int] = None
+    jobs: int = 1
+    out_dir: Optional[str] = None
+
+
+register_schema("rank_check", RankCheckConfig)
 
 
 def main(cfg):

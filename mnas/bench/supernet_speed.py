@@ -13,12 +13,14 @@ speed-up over fp32 channels_last, the steps' mean losses) and speed.png (bars).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import pandas as pd
 import torch
 
-from mnas.cli import new_run_dir, to_plain
+from mnas.cli import new_run_dir, register_schema, to_plain
 from mnas.errors import UserError
 from mnas.nn.space import load_space
 from mnas.supernet.elastic import Supernet
@@ -95,6 +97,25 @@ def plot(df: pd.DataFrame, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+@dataclass
+class SupernetSpeedConfig:
+    """The schema of `python -m mnas.bench.supernet_speed` (conf/supernet_speed.yaml lists it first)."""
+    space: Any = None
+    steps: int = 20
+    warmup: int = 3
+    batch_size: int = 128
+    n_random: int = 3
+    resolution: int = 32
+    precisions: Any = field(default_factory=lambda: ["fp32", "bf16"])
+    formats: Any = field(default_factory=lambda: ["channels_last", "contiguous"])
+    seed: int = 0
+    threads: Optional[int] = None
+    out_dir: Optional[str] = None
+
+
+register_schema("supernet_speed", SupernetSpeedConfig)
 
 
 def main(cfg):

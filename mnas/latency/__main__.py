@@ -6,18 +6,51 @@ Each verb turns the config into plain arguments for a function that tests call d
 import importlib
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from mnas.cli import check_composes, register_schema
 from mnas.errors import UserError, one_line_errors
 from mnas.latency.fidelity import run_fidelity
 from mnas.latency.predict import build_table
 from mnas.latency.table import load_device, table_path
 from mnas.nn.models import BASELINES, get_model
 from mnas.nn.ops import arch_ops
+
+
+@dataclass
+class LatencyConfig:
+    """The schema of `python -m mnas.latency <verb>` (conf/latency.yaml lists it first; values and comments in the
+    YAML)."""
+    device: Any = None
+    space: Any = None
+    verb: Optional[str] = None
+    model: Optional[str] = None
+    resolution: int = 224
+    num_classes: int = 1000
+    repeats: int = 100
+    warmup: int = 5
+    chunk: int = 64
+    calib_random: int = 20
+    arch_repeats: int = 100
+    n: int = 100
+    baselines: bool = True
+    spaces: Optional[Any] = None  # a list of space names
+    pruned: int = 12
+    seed: int = 0
+    table: Optional[str] = None
+    out_dir: Optional[str] = None
+    path: Optional[str] = None
+    results: Optional[str] = None
+    phone: Optional[str] = None
+
+
+register_schema("latency", LatencyConfig)
 
 
 def _device() -> str:
@@ -98,6 +131,7 @@ def main() -> None:
             from mnas.nn.space import load_space
             load_space(value)
     sys.argv[1:] = [f"verb={args[0]}", *args[1:]]
+    check_composes("latency", sys.argv[1:])
     _run()
 
 

@@ -1,10 +1,13 @@
 """`python -m mnas.supernet space=v3_small data=fashion_mnist epochs=3`: train (or resume) the cached supernet,
 then score its largest and smallest sub-networks and say how a search reuses it. Runs under torchrun too."""
 import time
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
 
+from mnas.cli import register_schema
 from mnas.data import config_args, load
 from mnas.nn.space import load_space
 from mnas.search.estimators import SupernetEstimator
@@ -44,6 +47,27 @@ def run(space, data, resolution=32, seed=0, max_steps=None, threads=None, cache_
         info[f"{name}_acc"] = acc
     print(f"supernet ready in {out}")
     return info
+
+
+@dataclass
+class SupernetConfig:
+    """The schema of `python -m mnas.supernet` (conf/supernet.yaml lists it first; the schedule's defaults are
+    conf/estimator/supernet.yaml's, which the top-level keys interpolate)."""
+    space: Any = None
+    data: Any = None
+    estimator: Any = None
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.1
+    n_random: int = 3
+    max_stride: int = 8
+    seed: int = 0
+    max_steps: Optional[int] = None
+    threads: Optional[int] = None
+    cache_dir: str = "runs/supernets"
+
+
+register_schema("supernet", SupernetConfig)
 
 
 def main(cfg):
