@@ -241,3 +241,25 @@ def test_score_only_and_a_summary_over_the_complete_archs(tiny_space, tmp_path):
     summary = rank_check(archs, macs, Lazy(lambda: never), never, [0, 1], tmp_path, known=known, jobs=0)
     assert summary["n"] == 3 and summary["n_archs"] == 4  # the estimates were in rank.csv: no estimator made
     assert json.loads((tmp_path / "summary.json").read_text())["n"] == 3
+
+
+def test_supernets_of_other_seeds_give_the_estimators_own_seed_to_seed_tau(tiny_space, tmp_path):
+    """repeats: each arch is scored by the estimator of every other training seed (its own column, kept for a
+    resume); the summary says how the estimates agree with each other and how their mean ranks."""
+    from mnas.bench.rank_check import Lazy
+
+    archs = spread_archs(tiny_space, 5, macs, pool=60)
+    known = {(a.to_string(), s): (0.5 + 0.1 * i, 1.0) for i, a in enumerate(archs) for s in (0, 1)}
+    reverse = lambda arch: -macs(arch)  # noqa: E731 - an estimator that disagrees with the first entirely
+
+    def never(arch, seed):
+        raise AssertionError("jobs=0 trained a stand-alone cell")
+    s = rank_check(archs, macs, macs, never, [0, 1], tmp_path, known=known, jobs=0, repeats={1: macs, 2: reverse})
+    df = pd.read_csv(tmp_path / "rank.csv")
+    assert list(df["supernet_acc_seed1"]) == list(df["supernet_acc"]) == [macs(a) for a in archs]
+    assert list(df["supernet_acc_seed2"]) == [-macs(a) for a in archs]
+    assert s["estimator_retest_tau"] == pytest.approx((1 - 1 - 1) / 3)  # pairs: (0,1) agree, (0,2), (1,2) reverse
+    assert s["each_estimate_tau"] == pytest.approx([1.0, 1.0, -1.0]) and -1 <= s["mean_estimate_tau"] <= 1
+    again = rank_check(archs, macs, macs, never, [0, 1], tmp_path, known=known, jobs=0,
+                       repeats={1: Lazy(lambda: never), 2: Lazy(lambda: never)})  # all in rank.csv: none made
+    assert again["estimator_retest_tau"] == pytest.approx(s["estimator_retest_tau"])

@@ -290,3 +290,17 @@ def test_settings_defaults_are_the_configs():
     for k, v in dataclasses.asdict(s).items():
         if k in conf:
             assert conf[k] == v, k
+
+
+def test_supernet_seed_trains_another_supernet_scored_on_the_same_images(space, digits, cache):
+    """supernet_seed (rank_check's estimator_seeds) changes only the supernet's training seed: another cached
+    supernet, other weights, the same calibration and validation images."""
+    a = make_estimator("supernet", digits, space=space, epochs=1, cache_dir=cache, val_images=200, **FAST)
+    b = make_estimator("supernet", digits, space=space, epochs=1, cache_dir=cache, val_images=200, supernet_seed=1,
+                       **FAST)
+    assert (a.settings.seed, b.settings.seed) == (0, 1)
+    assert cache_dir(space, digits, a.settings, cache) != cache_dir(space, digits, b.settings, cache)
+    assert all(x.equal(y) for x, y in zip(a.calib, b.calib)) and len(a.calib) == len(b.calib)
+    assert all(x.equal(y) and p.equal(q) for (x, p), (y, q) in zip(a.val, b.val))
+    w = "classifier.fc.weight"
+    assert not a.supernet.state_dict()[w].equal(b.supernet.state_dict()[w])

@@ -140,9 +140,10 @@ def tau_interval(x, y, level: float = 0.9, resamples: int = 2000, seed: int = 0)
     return [float(lo), float(hi)]
 
 
-def summarize(df: pd.DataFrame, seeds) -> dict:
+def summarize(df: pd.DataFrame, seeds, repeat_cols=()) -> dict:
     """Kendall tau / Spearman rho of supernet vs stand-alone mean (with a 90% bootstrap interval of the tau, and
-    that of MACs), and the reference's seed-to-seed tau."""
+    that of MACs), and the reference's seed-to-seed tau; with repeat_cols (the estimates of supernets trained
+    with other seeds), the estimator's own seed-to-seed tau and the tau of its mean estimate."""
     tau, tau_p = stats.kendalltau(df["supernet_acc"], df["standalone_acc"])
     rho, rho_p = stats.spearmanr(df["supernet_acc"], df["standalone_acc"])
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -155,7 +156,19 @@ def summarize(df: pd.DataFrame, seeds) -> dict:
             "kendall_tau_90": tau_interval(df["supernet_acc"], df["standalone_acc"]),
             "macs_tau_90": tau_interval(df["proxy_mmacs"], df["standalone_acc"]),
             "supernet_s_per_arch": float(df["supernet_s"].mean()),
-            "standalone_s_per_run": float(df["standalone_s"].sum() / df[cols].notna().sum().sum())}
+            "standalone_s_per_run": float(df["standalone_s"].sum() / df[cols].notna().sum().sum()),
+            **(retest(df, ["supernet_acc", *repeat_cols]) if repeat_cols else {})}
+
+
+def retest(df: pd.DataFrame, est_cols: list) -> dict:
+    """How well supernets that differ only in their training seed agree (mean pairwise Kendall tau: the estimator's
+    own ceiling), how each and their mean rank against stand-alone training."""
+    pairs = [stats.kendalltau(df[a], df[b])[0] for a, b in itertools.combinations(est_cols, 2)]
+    mean = df[est_cols].mean(axis=1)
+    return {"estimator_retest_tau": float(np.mean(pairs)),
+            "each_estimate_tau": [float(stats.kendalltau(df[c], df["standalone_acc"])[0]) for c in est_cols],
+            "mean_estimate_tau": float(stats.kendalltau(mean, df["standalone_acc"])[0]),
+            "mean_estimate_tau_90": tau_interval(mean, df["standalone_acc"])}
 
 
 def plot(df: pd.DataFrame, summary: dict, path: Path, title: str) -> None:
@@ -215,12 +228,15 @@ def _timed(fn, arch_string: str, seed: int) -> tuple[float, float]:
 
 def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Path, resolution: int = 32,
                num_classes: int = 10, title: str = "", jobs: int = 1, known: dict | None = None,
-               hand: dict | None = None) -> dict:
+               hand: dict | None = None, repeats: dict | None = None) -> dict:
     """Fill rank.csv in out_dir (cells already there are kept: resume), then write rank.png and summary.json.
     supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies; with jobs > 1 the stand-alone
     runs go to that many worker processes (standalone_fn must then be picklable, e.g. a Standalone). known maps
     (arch string, seed) to (accuracy, seconds) of stand-alone runs made elsewhere (a proxy_check reference or
-    another rank_check); hand maps archs to the hand design's name they are (the `hand` column)."""
+    another rank_check); hand maps archs to the hand design's name they are (the `hand` column). repeats maps a
+    supernet seed to another estimator of the same kind trained with that seed (column supernet_acc_seed<s>): the
+    summary then says how well the estimator agrees with itself (estimator_retest_tau) and how the mean over all
+    its supernets ranks (mean_estimate_tau)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rank.csv"
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -232,7 +248,8 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
         df = pd.DataFrame({"arch": [a.to_string() for a in archs], "latency_ms": [latency_fn(a) for a in archs],
                            "proxy_mmacs": [count(proxy_arch(a, num_classes), resolution).macs / 1e6 for a in archs]})
     df["hand"] = [(hand or {}).get(a, "") for a in archs]
-    for c in ["supernet_acc", "supernet_s", "standalone_s", *cols]:
+    extra = {f"supernet_acc_seed{s}": fn for s, fn in (repeats or {}).items()}
+    for c in ["supernet_acc", "supernet_s", "standalone_s", *cols, *extra]:
         if c not in df:
             df[c] = np.nan
     row = {a: i for i, a in enumerate(df["arch"])}
@@ -247,6 +264,11 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
             df.at[i, "supernet_acc"] = supernet_fn(arch)
             df.at[i, "supernet_s"] = time.perf_counter() - t0
             df.to_csv(path, index=False)
+    for c, fn in extra.items():  # the same estimator trained with other seeds (its own test-retest)
+        for i, arch in enumerate(archs):
+            if np.isnan(df.at[i, c]):
+                df.at[i, c] = fn(arch)
+                df.to_csv(path, index=False)
     # seed-major: every arch's first seed before any second seed, so a benchmark cut short still ranks every arch
     # jobs=0 scores only: the stand-alone cells come from `known` (or a later run), none is trained here
     todo = [] if jobs == 0 else [(i, s, c) for s, c in zip(seeds, cols) for i in range(len(archs))
@@ -267,7 +289,7 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
               f"(rank.csv kept in {out_dir}; rerun to fill the rest)")
         return {"n": len(complete), "n_archs": len(df)}
     total, df = len(df), complete  # the summary and the plot cover the archs with every seed
-    summary = {**summarize(df, seeds), "n_archs": total}
+    summary = {**summarize(df, seeds, list(extra)), "n_archs": total}
     plain = {k: None if v != v else v for k, v in summary.items()}  # NaN (constant input) -> null
     (out_dir / "summary.json").write_text(json.dumps(plain, indent=2))
     plot(df, summary, out_dir / "rank.png", title)
@@ -281,6 +303,11 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
           f"seeds tau {summary['supernet_vs_single_seed_tau']:.3f}; stand-alone accuracy vs MACs tau "
           f"{summary['standalone_vs_macs_tau']:.3f} ({mlo:.2f} to {mhi:.2f}); {summary['supernet_s_per_arch']:.1f} s "
           f"per supernet estimate, {summary['standalone_s_per_run']:.0f} s per stand-alone run -> {out_dir}")
+    if extra:
+        print(f"the estimator against itself, {len(extra) + 1} supernets of other training seeds: Kendall tau "
+              f"{summary['estimator_retest_tau']:.3f} (mean over pairs); their mean estimate vs stand-alone tau "
+              f"{summary['mean_estimate_tau']:.3f}; each vs stand-alone: "
+              + ", ".join(f"{t:.3f}" for t in summary["each_estimate_tau"]))
     return summary
 
 
@@ -322,6 +349,7 @@ class RankCheckConfig:
     standalone: StandaloneConfig = field(default_factory=StandaloneConfig)
     seed: int = 0
     pick_seed: Optional[int] = None
+    estimator_seeds: Optional[Any] = None  # a list of supernet training seeds
     threads: Optional[int] = None
     jobs: int = 1
     out_dir: Optional[str] = None
@@ -374,6 +402,9 @@ def main(cfg):
     data = load_cached(**data_args)  # the stand-alone runs of this process (jobs=1) reuse it
     resolution = d.get("proxy_resolution", 32)
     supernet = Lazy(lambda: SupernetEstimator(data, space, resolution=resolution, seed=c["seed"], **e))
+    repeats = {s: Lazy(lambda s=s: SupernetEstimator(data, space, resolution=resolution, seed=c["seed"],
+                                                    supernet_seed=s, **e))
+               for s in c.get("estimator_seeds") or [] if s != c["seed"]}
     standalone_fn = Standalone(data_args, resolution, e.get("max_stride", 8), sa)
     out_dir = Path(c["out_dir"]) if c["out_dir"] else new_run_dir("rank_check", device)
     ms = sorted(latency_fn(a) for a in archs)
@@ -383,7 +414,7 @@ def main(cfg):
           f"{'; hand designs: ' + ', '.join(hand.values()) if hand else ''} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
                       title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"],
-                      known=known, hand=hand)
+                      known=known, hand=hand, repeats=repeats)
 
 
 if __name__ == "__main__":

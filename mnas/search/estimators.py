@@ -86,7 +86,7 @@ class SupernetEstimator(Estimator):
                  val_images: int | None = None, calib_images: int = 1024, eval_batch: int = 256,
                  threads: int | None = None, progress: bool = True, cache_dir=CACHE_DIR, checkpoint_every: int = 100,
                  device=None, finetune_steps: int = 0, finetune_lr: float = 0.02, finetune_batch: int = 128,
-                 **schedule):
+                 supernet_seed: int | None = None, **schedule):
         if calib_images < 1 or (val_images is not None and val_images < 1):
             raise UserError(f"calib_images={calib_images}, val_images={val_images}: use positive counts "
                             f"(val_images null = the whole validation split)")
@@ -96,7 +96,8 @@ class SupernetEstimator(Estimator):
         if threads:
             torch.set_num_threads(threads)
         self.space = load_space(space) if isinstance(space, str) else space
-        self.settings = settings_from(resolution, seed, **schedule)
+        # seed picks the calibration and validation images; supernet_seed (default: seed) the supernet's training
+        self.settings = settings_from(resolution, seed if supernet_seed is None else supernet_seed, **schedule)
         self.supernet = load_or_train(self.space, data, self.settings, cache_dir, progress, checkpoint_every, device)
         dev, fmt = next(self.supernet.parameters()).device, torch.channels_last
         feed = batches(data.train, min(calib_images, 128), resolution, shuffle=True, seed=seed)  # 8 batches by default
