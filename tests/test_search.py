@@ -148,6 +148,14 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     worse = recommend(dict(arch="found-arch", accuracy=0.69), rivals, "pixel", tmp_path)
     assert worse["ship"] == "MobileNetV3-Small 0.75" and worse["margin_points"] == pytest.approx(1.0)
     assert "a hand design" in recommendation_text(worse, rivals, 15.0, "v3_small", "pixel")
+    close = recommend(found, rivals, "pixel", tmp_path, margin=2.5)  # a 2-point lead inside a 2.5-point noise
+    assert close["ship"] == "MobileNetV3-Small 0.75" and close["within_noise"] and close["against"] == "found"
+    assert close["margin_points"] == pytest.approx(-2.0)
+    text = recommendation_text(close, rivals, 15.0, "v3_small", "pixel")
+    assert "leads it by +2.00 points" in text and "inside the estimator's own noise (ship_margin 2.5" in text
+    assert text.count("python -m mnas.compare") == 1  # once, in the unscored hand designs' line
+    clear = recommend(found, rivals, "pixel", tmp_path, margin=1.5)
+    assert clear["ship"] == "found" and not clear["within_noise"]
 
 
 def _trial(macs, latency, correct, estimated=True, baseline=None):

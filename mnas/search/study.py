@@ -46,6 +46,8 @@ class SearchSettings:
     population_size: int = 20
     tie_z: float = 2.0  # final choice: trials within tie_z paired standard errors of the best estimate are tied,
     #                     and the tied one with the most MACs is chosen (0: the best estimate alone); see final_choice
+    ship_margin: float = 0.0  # points: the find is recommended over a scored in-budget hand design only when its
+    #                           estimate is higher by more than this (the estimator's own noise); see recommend
 
     def __post_init__(self):
         """Bad settings are refused here, when the command builds them, before data or a supernet is loaded."""
@@ -58,6 +60,8 @@ class SearchSettings:
             raise UserError(f"n_trials={s.n_trials} is invalid: use a positive count")
         if isinstance(s.tie_z, bool) or not isinstance(s.tie_z, (int, float)) or not s.tie_z >= 0:
             raise UserError(f"tie_z={s.tie_z} is invalid: use a number of standard errors >= 0 (0 = no ties)")
+        if isinstance(s.ship_margin, bool) or not isinstance(s.ship_margin, (int, float)) or not s.ship_margin >= 0:
+            raise UserError(f"ship_margin={s.ship_margin} is invalid: use accuracy points >= 0 (0 = any margin)")
 
 
 def make_sampler(s: SearchSettings) -> optuna.samplers.BaseSampler:
@@ -237,9 +241,12 @@ def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict
     return sorted(rows, key=lambda r: r["latency_ms"])
 
 
-def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path) -> dict:
+def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin: float = 0.0) -> dict:
     """Which model to ship, by the search's own estimator: the find, or an in-budget hand design that the
     estimator scored at least as high and that the final choice's tie (best["tie"]) did not settle for the find.
+    With margin > 0 (points) the find must beat the best scored hand design by more than that: a smaller lead is
+    inside the estimator's own noise (supernets trained with other seeds reorder archs of equal latency by about
+    that much), so the published design, known to work, is recommended and the lead reported (`within_noise`).
     Hand designs outside the space were not scored: they are named, with the mnas.compare command that trains them
     beside the find, so a loss to one cannot pass silently."""
     scored = [r for r in rivals if r["accuracy"] is not None]
@@ -247,13 +254,17 @@ def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path) -> dic
     top = max(scored, key=lambda r: r["accuracy"], default=None)
     tied = {r.get("baseline") or f"trial {r['trial']}" for r in best.get("tie") or []}
     out = {"ship": None, "margin_points": None, "against": None, "unscored": [r["model"] for r in unscored],
-           "check": None, "best_is_hand": bool(best.get("baseline")), "tied": False}
+           "check": None, "best_is_hand": bool(best.get("baseline")), "tied": False, "within_noise": False,
+           "ship_margin": margin}
     if best.get("arch") is None:
         out["ship"] = top["model"] if top is not None else None  # a scored hand design, else none yet
     elif best.get("baseline"):  # the final choice is a hand design (the best estimate, or the tie's most MACs)
         out.update(ship=best["baseline"], against="found")
     elif top is not None and top["accuracy"] >= best["accuracy"] and top["model"] not in tied:
         out.update(ship=top["model"], margin_points=100 * (top["accuracy"] - best["accuracy"]), against="found")
+    elif top is not None and margin > 0 and 100 * (best["accuracy"] - top["accuracy"]) <= margin:
+        out.update(ship=top["model"], margin_points=100 * (top["accuracy"] - best["accuracy"]), against="found",
+                   within_noise=True)
     else:
         out["ship"] = "found"
         if top is not None:
@@ -295,6 +306,12 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
             (", a tie that the find's MACs decide" if rec["tied"] else "")
         lines.append(f"recommended: the find{vs}" + (", unverified against the hand designs below" if rec["unscored"]
                                                       else ""))
+    elif rec.get("within_noise"):
+        lines.append(f"recommended: {rec['ship']}, a hand design: the find's estimate leads it by "
+                     f"{-rec['margin_points']:+.2f} points (proxy val), inside the estimator's own noise "
+                     f"(ship_margin {rec['ship_margin']:g} points); a published design wins a tie"
+                     + ("" if rec["unscored"] else ". Train both to settle it (proxy test, 3 seeds):\n  ")
+                     + ("" if rec["unscored"] else rec["check"]))
     elif rec["against"] == "found" and rec["best_is_hand"]:
         lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher, or it won the "
                      "final choice's tie")
@@ -371,7 +388,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         result["arch_json"] = arch.to_dict()
     device = meta.get("device", "?")
     rivals = hand_rivals(space, latency_fn, s.budget_ms, trials)
-    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir))
+    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir, s.ship_margin))
     (out_dir / "best.json").write_text(json.dumps(result, indent=2))
     report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
                        title=f"search {space.name}: estimated accuracy (proxy) vs predicted latency "
