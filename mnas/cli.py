@@ -133,20 +133,26 @@ _UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 MAX_MS = 60_000.0
 
 
-def apply_preset(c: dict, key: str, presets: str, unnamed=()) -> str:
-    """Fill every null key of config c from the preset c[presets][c[key]] (recipe=medium, scale=lean, ...); a
-    preset that does not exist is a UserError. Returns the preset's name, followed by the keys given beside it
-    that differ from it (but those in `unnamed`), for reports: 'medium (max_steps=600)'."""
-    name = c[key]
-    if name not in c[presets]:
-        raise UserError(f"{key}={name!r} is invalid: use one of {', '.join(c[presets])}")
-    changed = []
-    for k, value in c[presets][name].items():
-        if c.get(k) is None:
-            c[k] = value
-        elif c[k] != value and k not in unnamed:
-            changed.append(f"{k}={c[k]}")
+def preset_label(c: dict, group: str, unnamed=()) -> str:
+    """The preset a command ran with (a config group whose file sets top-level keys: conf/scale/<name>.yaml for
+    mnas.prune, conf/recipe/<name>.yaml for mnas.compare), followed by the keys set beside it to other values
+    (but those in `unnamed`), for reports: 'medium (max_steps=600)'."""
+    name = c[group]
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"{group}={name!r} is invalid: use one of {', '.join(choices(group))}")
+    preset = yaml.safe_load(path.read_text())
+    changed = [f"{k}={c[k]}" for k, v in preset.items() if k != group and k not in unnamed and c.get(k) != v]
     return f"{name} ({', '.join(changed)})" if changed else name
+
+
+def preset(group: str, name: str) -> dict:
+    """The keys a preset sets (conf/<group>/<name>.yaml), for code that runs it outside its command (the search
+    pipeline's pruning); an unknown name is a UserError listing the presets."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"{group}={name!r} is invalid: use one of {', '.join(choices(group))}")
+    return {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != group}
 
 
 def parse_ms(text, what: str = "budget") -> float:

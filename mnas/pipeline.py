@@ -11,9 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from mnas.cli import CONF_DIR
+from mnas.cli import preset
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
 from mnas.train import evaluate, fit, load_checkpoint, save_checkpoint
@@ -62,10 +60,11 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
     model = finetune_best(run, arch, estimator, data, p, progress)
     source = run
     if p.prune:
-        scales = yaml.safe_load((CONF_DIR / "prune.yaml").read_text())["scales"]  # mnas.prune's presets
-        if p.prune_scale not in scales:
-            raise UserError(f"pipeline.prune_scale={p.prune_scale!r} is invalid: use one of {', '.join(scales)}")
-        s = Settings.from_config(scales[p.prune_scale], proxy_resolution=p.resolution, seed=p.seed)
+        try:
+            schedule = preset("scale", p.prune_scale)  # mnas.prune's presets, conf/scale/<name>.yaml
+        except UserError as e:
+            raise UserError(f"pipeline.prune_scale: {e}") from None
+        s = Settings.from_config(schedule, proxy_resolution=p.resolution, seed=p.seed)
         try:
             result = run_prune(arch, data, p.prune, latency_fn, run / "prune", s, checkpoint=str(run / "model.pt"),
                                init="checkpoint", final_steps=p.finetune_steps, max_stride=p.max_stride,

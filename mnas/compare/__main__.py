@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import yaml
 
-from mnas.cli import apply_preset, parse_ms, register_schema, to_plain
+from mnas.cli import parse_ms, preset_label, register_schema, to_plain
 from mnas.compare.report import FAMILIES
 from mnas.compare.run import Recipe, read_search_run, run_compare
 from mnas.errors import UserError
@@ -16,7 +16,7 @@ from mnas.latency import Device
 @dataclass
 class CompareConfig:
     """The schema of `python -m mnas.compare` (conf/compare.yaml lists it first; values and comments in the YAML).
-    Null recipe keys are filled from recipes.<recipe> (mnas.cli.apply_preset)."""
+    The recipe keys are set by the chosen conf/recipe/<recipe>.yaml (a config group)."""
     device: Any = None
     data: Any = None
     run: Optional[str] = None
@@ -35,7 +35,6 @@ class CompareConfig:
     val_size: Optional[Any] = None  # a count of images or a fraction
     test_images: Optional[int] = None
     bn_recalibration: Optional[bool] = None
-    recipes: Any = None
     optimizer: str = "sgd"
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
@@ -53,7 +52,7 @@ register_schema("compare", CompareConfig)
 def main(cfg) -> dict:
     """Hydra config (conf/compare.yaml) -> plain arguments -> run_compare; writes config.yaml next to the report."""
     c = to_plain(cfg)
-    recipe_name = apply_preset(c, "recipe", "recipes", unnamed=("seeds", "variants"))  # the report lists both
+    recipe_name = preset_label(c, "recipe", unnamed=("seeds", "variants"))  # the report lists both
     device = c["device"]["name"]
     dev = Device(device)  # an unknown device fails now
     budget = None if c["budget"] is None else parse_ms(c["budget"])

@@ -12,7 +12,8 @@ from mnas.prune.settings import Settings
 @dataclass
 class PruneConfig:
     """The schema of `python -m mnas.prune` (conf/prune.yaml lists it first; values and comments in the YAML).
-    Null schedule keys are filled from scales.<scale> (mnas.cli.apply_preset); the rest are Settings' fields."""
+    The schedule keys are set by the chosen conf/scale/<scale>.yaml (a config group); the rest are Settings'
+    fields."""
     device: Any = None
     data: Any = None
     model: str = "mobilenet_v2"
@@ -35,7 +36,6 @@ class PruneConfig:
     delta: Optional[float] = None
     delta_decay: Optional[float] = None
     batch_size: Optional[int] = None
-    scales: Any = None
     lr: float = 0.05
     finetune_lr: float = 0.01
     min_channels: int = 8
@@ -55,14 +55,14 @@ register_schema("prune", PruneConfig)
 
 def main(cfg) -> dict:
     """Hydra config (conf/prune.yaml) -> plain arguments -> run_prune."""
-    from mnas.cli import apply_preset, open_run_dir, resumed_config, to_plain
+    from mnas.cli import open_run_dir, preset_label, resumed_config, to_plain
     from mnas.data import config_args, load
     from mnas.latency import Device
 
     c = to_plain(cfg)
     if c.get("resume"):
         c = resumed_config(c, "prune", keep=RESUME_OVERRIDES)  # the saved settings win, except these
-    apply_preset(c, "scale", "scales")
+    preset_label(c, "scale")  # an unknown scale in a resumed run's config is one line
     device = c["device"]["name"]
     latency_fn = Device(device)
     measure_fn = latency_fn.measure_fn(c["measure_repeats"])
