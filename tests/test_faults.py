@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnas.latency.predict import with_reorders
-from mnas.latency.table import load_device, read_table
+from mnas.latency.table import read_table
 from mnas.nn.models import BASELINES
 from mnas.nn.ops import KEY_COLUMNS, arch_ops
 from mnas.nn.space import load_space
@@ -58,11 +57,8 @@ def test_latency_build_sigkill_then_rerun_is_exact(tmp_path):
     table = tmp_path / "t.parquet"
     args = ["mnas.latency", "build", "device=cpu", f"table={table}", "model=mobilenet_v3_small", "resolution=32",
             "num_classes=10", "repeats=10", "warmup=1", "chunk=2", "arch_repeats=3"]
-    # the model's ops, then the four baselines' (the calibration networks) at the same input size, with the
-    # tensors' reorder rows (mnas.latency.predict.op_costs)
-    cpu = load_device("cpu")
-    n_ops = len({k.astuple() for f in BASELINES.values()
-                 for k in with_reorders(arch_ops(f(resolution=32, num_classes=10)), cpu)})
+    # the model's ops, then the four baselines' (the calibration networks) at the same input size
+    n_ops = len({k.astuple() for f in BASELINES.values() for k in arch_ops(f(resolution=32, num_classes=10))})
     kill_when(start(args), lambda: 4 <= rows(table) < n_ops - 10)
     before = read_table(table)
     r = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -123,6 +119,6 @@ def test_two_processes_measuring_into_one_table_keep_every_row(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    keys = {k.astuple() for k in with_reorders(arch_ops(a) + arch_ops(b), load_device("cpu"))}
+    keys = {k.astuple() for k in arch_ops(a) + arch_ops(b)}
     df = read_table(table)
     assert {tuple(r) for r in df[KEY_COLUMNS].itertuples(index=False)} == keys and len(df) == len(keys)

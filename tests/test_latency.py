@@ -120,12 +120,6 @@ def test_predict_without_measuring_names_missing_key(tmp_path, cpu_meta):
         predict(tiny(), "cpu", p, measure=False)
 
 
-def rows_of(*archs) -> set:
-    """The table rows predicting these archs on the live cpu device needs: their ops and the ops' reorder rows."""
-    from mnas.latency.predict import with_reorders
-    return set(with_reorders([k for a in archs for k in arch_ops(a)], load_device("cpu")))
-
-
 def test_build_resumes_after_interruption(tmp_path, monkeypatch, count_runners):
     p, keys = tmp_path / "t.parquet", arch_ops(tiny(depth=3))
     real, rounds = profile_mod.time_interleaved, []
@@ -143,8 +137,7 @@ def test_build_resumes_after_interruption(tmp_path, monkeypatch, count_runners):
     count_runners.clear()
     anchors = pick_anchors(ms_by_key(read_table(p)))  # re-timed beside every chunk, to catch speed drift
     df = build_table("cpu", keys, [], p, **FAST)
-    assert len(count_runners) == len(rows_of(tiny(depth=3))) - 4 + len(anchors)
-    assert len(df) == len(rows_of(tiny(depth=3)))
+    assert len(count_runners) == len(set(keys)) - 4 + len(anchors) and len(df) == len(set(keys))
     count_runners.clear()
     build_table("cpu", keys, [], p, **FAST)
     assert count_runners == []
@@ -205,8 +198,8 @@ def test_calibrated_predict_measures_on_demand_and_is_monotone(tmp_path, count_r
     rows = len(read_table(p))
     count_runners.clear()
     assert predict(small, "cpu", p) > 0 and count_runners == []
-    fresh = len(rows_of(big) - rows_of(small, tiny(32, 3, 64)))
-    anchors = len(rows_of(big)) - fresh  # big's rows already in the table, timed again beside the new ones
+    fresh = len(set(arch_ops(big)) - set(arch_ops(small)) - set(arch_ops(tiny(32, 3, 64))))
+    anchors = len(set(arch_ops(big))) - fresh  # big's ops already in the table, timed again beside the new ones
     assert predict(big, "cpu", p) > predict(small, "cpu", p)
     assert len(read_table(p)) == rows + fresh and len(count_runners) == fresh + anchors
     calibrate("cpu", [small], p, repeats=3, progress=False)  # already a point: nothing re-measured
@@ -234,8 +227,8 @@ def test_on_demand_ops_are_scaled_into_the_tables_units(tmp_path, monkeypatch):
     measure_missing("cpu", arch_ops(small), p)
     factor[0], calls[:] = 0.5, []
     pred.op_latencies(big, "cpu", p)
-    new = rows_of(big) - rows_of(small)
-    assert calls == [len(new) + len(rows_of(big) - new)]  # one interleaved run, anchors included
+    new = set(arch_ops(big)) - set(arch_ops(small))
+    assert calls == [len(new) + len(set(arch_ops(big)) - new)]  # one interleaved run, anchors included
     table = ms_by_key(load_table("cpu", p))
     assert all(table[k.astuple()] == pytest.approx(1 + k.cout / 8) for k in new)  # not 0.5 * that
 
@@ -343,33 +336,3 @@ def test_fidelity_adds_pruned_hand_designs():
     assert [f for f, _, _ in rows] == ["pruned"] * 5 and rows[4][1].startswith(PRUNE_STARTS[0])
     for (_, name, arch), start in zip(rows, [*PRUNE_STARTS, PRUNE_STARTS[0]]):
         assert name.startswith(start) and count(arch).macs < count(get_model(start)).macs
-
-
-def test_an_op_costs_its_time_alone_less_the_layout_reorders_a_network_does_not_pay():
-    """On a live onnxruntime device each op's cost is its row less half the reorder rows of its input (not the
-    stem's: the network reorders its image too) and of its output (not the classifier's); nowhere else."""
-    from mnas.latency.predict import op_costs, reorder_keys
-    keys = arch_ops(tiny(16, 2, 64))
-    stem, block, classifier = keys[0], keys[1], keys[-1]
-    assert [r.op for r in reorder_keys(stem)] == ["reorder"] and reorder_keys(stem)[0].cin == stem.cout
-    assert [(r.cin, r.res) for r in reorder_keys(block)] == [(block.cin, block.res),
-                                                              (block.cout, -(-block.res // block.stride))]
-    assert [(r.cin, r.res) for r in reorder_keys(classifier)] == [(classifier.cin, classifier.res)]
-    ms = {k.astuple(): 1.0 for k in keys} | {r.astuple(): 0.4 for k in keys for r in reorder_keys(k)}
-    cpu = load_device("cpu")
-    assert op_costs([stem, block, classifier], ms, cpu) == pytest.approx([0.8, 0.6, 0.8])
-    assert op_costs([block], ms, {**cpu, "runtime": "torch"}) == [1.0]  # no layout transform in eager torch
-    assert op_costs([block], ms, {**cpu, "live": False}) == [1.0]  # an imported (phone) table: its rows as they are
-    ms[reorder_keys(block)[0].astuple()] = 5.0
-    assert op_costs([block], ms, cpu) == pytest.approx([0.1])  # never below a tenth of the op's time alone
-
-
-def test_a_calibration_on_uncorrected_op_sums_asks_for_a_rebuild(tmp_path, cpu_meta):
-    from mnas.latency.profile import NETWORK_TIMING
-    p = tmp_path / "t.parquet"
-    df = empty_table(cpu_meta)
-    df.attrs["meta"]["calibration"] = {"a": 0.0, "b": 1.0, "points": [], "timing": NETWORK_TIMING}
-    save_table(df, p)
-    from mnas.latency.predict import calibration
-    with pytest.raises(UserError, match="layout reorders.*python -m mnas.latency build device=cpu"):
-        calibration("cpu", p)

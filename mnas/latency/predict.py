@@ -4,16 +4,6 @@ predict(arch) = a + b * sum(op latency over arch_ops(arch)). The per-device line
 (on relative error) against whole networks measured end to end, because a network runs faster or slower than its
 ops run one at a time (caches, per-call overhead). Measured devices keep it in their table's metadata; estimated
 devices name a cost-model module (config `model`) with `op_ms(key) -> ms` and `calibration() -> (a, b)`.
-
-On a live onnxruntime device an op's latency is its time alone less the layout reorders a whole network does not
-pay (op_costs): with all graph optimisations onnxruntime's CPU provider runs convolutions in a blocked NCHWc layout
-and converts at the model's edges, so a one-op model reorders its input and its output, a network only its own
-input and output. Timed alone, the ops of MobileNetV1 0.25 summed to 1.30x the whole network, those of V1 1.0 to
-1.04x, V3-Small 0.75 1.18x, V2 0.35 1.10x; without layout optimisation all four were 0.96-1.03x (2026-12-06), so
-the excess was the reorders, largest for ops with big tensors and little arithmetic, which no single (a, b) fits.
-Each tensor's reorder cost is a table row of kind `reorder` (profile.Reorder: a 1x1 depthwise conv, about one
-reorder in and one out), and an op's latency is its time less half the reorder rows of its input (not for the
-stem: the network reorders its image too) and output (not for the classifier, whose output is a vector).
 """
 from __future__ import annotations
 
@@ -40,8 +30,6 @@ from mnas.latency.table import (
 from mnas.nn.arch import ArchConfig
 from mnas.nn.ops import OpKey, arch_ops
 
-OP_COSTS = "reorders-removed"  # how a table's calibration sums its ops (op_costs); stored with the calibration
-
 _CACHE: dict[Path, tuple[int, object, dict]] = {}  # table path -> (mtime, DataFrame, {key tuple: ms})
 
 
@@ -52,38 +40,6 @@ def fit_calibration(sums, measured) -> tuple[float, float]:
         return 0.0, float(np.mean(y / x))
     (a, b), *_ = np.linalg.lstsq(np.c_[np.ones_like(x), x] / y[:, None], np.ones_like(y), rcond=None)
     return float(a), float(b)
-
-
-def reorders_removed(cfg: dict) -> bool:
-    """Whether op latencies on this device are corrected for layout reorders (live onnxruntime devices)."""
-    return bool(cfg.get("live")) and cfg.get("runtime") == "onnxruntime"
-
-
-def reorder_keys(key: OpKey) -> list[OpKey]:
-    """The `reorder` rows an op pays when timed alone and not in a network: its input's (but the stem's) and its
-    output's (but the classifier's)."""
-    def row(c: int, res: int) -> OpKey:
-        return OpKey("reorder", res, c, 0, c, 1, 1, 0, "none", False, False)
-    out = [] if key.op == "stem" else [row(key.cin, key.res)]
-    return out + ([] if key.op == "classifier" else [row(key.cout, -(-key.res // key.stride))])
-
-
-def with_reorders(keys, cfg: dict) -> list[OpKey]:
-    """keys plus the reorder rows their costs need on this device."""
-    keys = list(keys)
-    return keys + [r for k in keys for r in reorder_keys(k)] if reorders_removed(cfg) else keys
-
-
-def op_costs(keys, ms: dict, cfg: dict) -> list[float]:
-    """Each op's latency in a network, from table rows `ms`: its time alone, less half of each reorder row it pays
-    alone on a live onnxruntime device (module doc), never below a tenth of its time alone."""
-    if not reorders_removed(cfg):
-        return [ms[k.astuple()] for k in keys]
-    costs = []
-    for k in keys:
-        t = ms[k.astuple()]
-        costs.append(max(t - sum(ms[r.astuple()] for r in reorder_keys(k)) / 2, 0.1 * t))
-    return costs
 
 
 def _live(device: str) -> dict:
@@ -122,7 +78,7 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
     else:
         df = empty_table(new_meta(cfg, runtime_version(cfg["runtime"]), resolution, num_classes))
     have = ms_by_key(df)
-    todo = [k for k in dict.fromkeys(with_reorders(keys, cfg)) if k.astuple() not in have]
+    todo = [k for k in dict.fromkeys(keys) if k.astuple() not in have]
     anchors = [k for k in dict.fromkeys(anchors) if k.astuple() in have]
 
     def save(rows, drift=None):
@@ -209,10 +165,9 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
         theirs = _points(meta)
         points = theirs + [p for p in points if p["arch"] not in {q["arch"] for q in theirs}]
         ms = ms_by_key(df)
-        sums = [sum(op_costs(arch_ops(ArchConfig.from_string(p["arch"])), ms, cfg)) for p in points]
+        sums = [sum(ms[k.astuple()] for k in arch_ops(ArchConfig.from_string(p["arch"]))) for p in points]
         a, b = fit_calibration(sums, [p["ms"] for p in points])
-        meta["calibration"] = {"a": a, "b": b, "points": points, "timing": NETWORK_TIMING,
-                               **({"ops": OP_COSTS} if reorders_removed(cfg) else {})}
+        meta["calibration"] = {"a": a, "b": b, "points": points, "timing": NETWORK_TIMING}
         save_table(df, path)
     return df
 
@@ -240,15 +195,14 @@ def op_latencies(arch: ArchConfig, device: str = "pixel", path=None, measure: bo
     if cfg["kind"] == "estimated":
         model = importlib.import_module(cfg["model"])
         return [float(model.op_ms(k)) for k in keys]
-    path, need = Path(path) if path else table_path(cfg), with_reorders(keys, cfg)
-    tuples = [k.astuple() for k in need]
+    path, tuples = Path(path) if path else table_path(cfg), [k.astuple() for k in keys]
     if measure and cfg.get("live") and (not path.exists() or not set(tuples) <= _table(device, path)[2].keys()):
-        measure_missing(device, keys, path, anchors=need)  # the arch's rows already in the table anchor the new ones
+        measure_missing(device, keys, path, anchors=keys)  # the arch's ops already in the table anchor the new ones
     ms = _table(device, path)[2]
-    for k, t in zip(need, tuples):
+    for k, t in zip(keys, tuples):
         if t not in ms:
             raise missing_key_error(k, device)
-    return op_costs(keys, ms, cfg)
+    return [ms[t] for t in tuples]
 
 
 def calibration(device: str, path=None) -> tuple[float, float]:
@@ -265,11 +219,6 @@ def calibration(device: str, path=None) -> tuple[float, float]:
         raise UserError(f"the {device} latency table {p} is calibrated on networks timed interleaved with others "
                         f"(before 2026-12-06; 30-40% slow for small networks): recalibrate with `python -m "
                         f"mnas.latency build device={device} space=<space>` (its ops are kept; minutes)")
-    if reorders_removed(cfg) and c.get("ops") != OP_COSTS:
-        raise UserError(f"the {device} latency table {p} is calibrated on op times that still hold onnxruntime's "
-                        f"layout reorders (before 2026-12-06 09:45 UTC; small widths over-predicted up to 23%): "
-                        f"recalibrate with `python -m mnas.latency build device={device} space=<space>` (its ops are "
-                        f"kept, the reorder rows added; minutes)")
     return c["a"], c["b"]
 
 

@@ -50,25 +50,9 @@ def check_runtime(runtime: str) -> None:
         raise UserError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
 
 
-class Reorder(torch.nn.Module):
-    """A table row of kind `reorder`: a 1x1 depthwise conv on a (cin, res, res) tensor, the cheapest op onnxruntime
-    runs in its blocked NCHWc layout: timed alone, it is about a reorder of that tensor into the layout and one back
-    (mnas.latency.predict.op_costs)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(channels, channels, 1, groups=channels, bias=False)
-        torch.nn.init.ones_(self.conv.weight)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
 def op_module(key: OpKey) -> tuple[torch.nn.Module, torch.Tensor]:
     """The nn.Module of one table op and an input of its shape."""
-    if key.op == "reorder":
-        m = Reorder(key.cin)
-    elif key.op == "classifier":
+    if key.op == "classifier":
         m = Classifier(key.cin, key.exp, key.act, 0.0, key.cout)
     else:
         kind = "conv" if key.op in ("stem", "head") else key.op
