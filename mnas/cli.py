@@ -138,11 +138,7 @@ def preset_label(c: dict, group: str, unnamed=()) -> str:
     mnas.prune, conf/recipe/<name>.yaml for mnas.compare), followed by the keys set beside it to other values
     (but those in `unnamed`), for reports: 'medium (max_steps=600)'."""
     name = c[group]
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.is_file():
-        raise UserError(f"{group}={name!r} is invalid: use one of {', '.join(choices(group))}")
-    preset = yaml.safe_load(path.read_text())
-    changed = [f"{k}={c[k]}" for k, v in preset.items() if k != group and k not in unnamed and c.get(k) != v]
+    changed = [f"{k}={c[k]}" for k, v in preset(group, name).items() if k not in unnamed and c.get(k) != v]
     return f"{name} ({', '.join(changed)})" if changed else name
 
 

@@ -32,7 +32,7 @@ class SearchConfig:
     objective: str = "constraint"
     w: float = -0.07
     tie_z: float = 2.0
-    ship_margin: float = 0.0
+    ship_margin: float = 2.6
     n_trials: int = 30
     timeout: Optional[float] = None
     seed: int = 0

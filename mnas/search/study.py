@@ -306,12 +306,11 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
             (", a tie that the find's MACs decide" if rec["tied"] else "")
         lines.append(f"recommended: the find{vs}" + (", unverified against the hand designs below" if rec["unscored"]
                                                       else ""))
-    elif rec.get("within_noise"):
+    elif rec.get("within_noise"):  # with unscored hand designs the command comes in their line below
+        settle = "" if rec["unscored"] else f". Train both to settle it (proxy test, 3 seeds):\n  {rec['check']}"
         lines.append(f"recommended: {rec['ship']}, a hand design: the find's estimate leads it by "
                      f"{-rec['margin_points']:+.2f} points (proxy val), inside the estimator's own noise "
-                     f"(ship_margin {rec['ship_margin']:g} points); a published design wins a tie"
-                     + ("" if rec["unscored"] else ". Train both to settle it (proxy test, 3 seeds):\n  ")
-                     + ("" if rec["unscored"] else rec["check"]))
+                     f"(ship_margin {rec['ship_margin']:g} points); a published design wins a tie{settle}")
     elif rec["against"] == "found" and rec["best_is_hand"]:
         lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher, or it won the "
                      "final choice's tie")
