@@ -85,6 +85,7 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.latency fidelity device=cpu pruned=many", r"pruned='many' is invalid: expected integer"),
     ("mnas.supernet epochs=two", r"epochs='two' is invalid: expected integer"),
     ("mnas.bench.rank_check standalone.max_steps=lots", r"standalone.max_steps='lots' is invalid: expected integer"),
+    ("mnas.bench.rank_check estimator_seeds=3", r"estimator_seeds=3 is invalid: use a list of supernet training seeds"),
     ("mnas.bench.proxy_check seeds=x", r"seeds='x' is invalid: expected integer"),
     ("mnas.bench.supernet_speed steps=1 warm=2", r"unknown key 'warm'"),
     ("mnas.bench.rank_check iso_ms=15 window_ms=[13,16]", r"iso_ms=<ms> .* or window_ms=\[lo, hi\], not both"),

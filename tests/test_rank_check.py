@@ -50,7 +50,7 @@ def test_proxy_check_reference_is_reused_and_extended(tiny_space, tmp_path):
     import yaml
 
     from mnas.bench.picks import fill_gaps
-    from mnas.bench.rank_check import check_reference, load_reference
+    from mnas.bench.references import check_reference, load_reference
     from mnas.errors import UserError
 
     base = spread_archs(tiny_space, 3, macs, pool=60)
@@ -163,7 +163,7 @@ def test_iso_window_and_the_hand_designs_inside_it():
 def test_standalone_accuracies_are_reused_from_another_run(tiny_space, tmp_path):
     """standalone_from: a second estimator setting on the same archs trains nothing again and keeps the first
     run's accuracies; a run of other archs, or a folder without rank.csv, is refused in one line."""
-    from mnas.bench.rank_check import load_standalone, standalone_archs
+    from mnas.bench.references import load_standalone, standalone_archs
     from mnas.errors import UserError
 
     archs = spread_archs(tiny_space, 4, macs, pool=60)
@@ -208,7 +208,7 @@ def test_the_tau_interval_is_wide_on_few_archs_and_narrow_on_many():
 
 def test_several_runs_are_scored_as_one_set(tiny_space, tmp_path):
     """standalone_from=[a, b]: the archs of both runs in order (one shared arch once), each with its own cells."""
-    from mnas.bench.rank_check import from_runs
+    from mnas.bench.references import from_runs
 
     archs = spread_archs(tiny_space, 5, macs, pool=60)
     acc = lambda a, s: 0.5 + 0.01 * archs.index(a) + 0.001 * s  # noqa: E731
