@@ -20,18 +20,8 @@ from mnas.nn.models import build, get_model
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.space import load_space
 from mnas.nn.stats import count
-from mnas.prune.netadapt import (
-    arch_of,
-    channels,
-    checkpoint_path,
-    minimal_arch,
-    netadapt,
-    prune_unit,
-    random_pruned,
-    read_history,
-    smallest_keep,
-    units,
-)
+from mnas.nn.units import channels, minimal_arch, random_pruned, smallest_keep, units
+from mnas.prune.netadapt import arch_of, checkpoint_path, netadapt, prune_unit, read_history
 from mnas.prune.run import path_label, run_prune
 from mnas.prune.settings import Settings
 from mnas.train import evaluate, load_checkpoint
@@ -284,3 +274,55 @@ def test_path_legend_says_how_proposals_were_scored():
     assert "BatchNorm re-estimated" in label and "fine-tune steps" not in label
     label = path_label(Settings(finetune_steps=20, chosen_steps=40))
     assert "20 fine-tune steps per proposal" in label and "40 more for the chosen one" in label
+
+
+def test_oneshot_scores_slimmings_and_resumes(digits, tmp_path, monkeypatch):
+    """method=oneshot: the slimmable network is trained once (cached), every kept network is its slimming with its
+    first channels and no unit goes below slim_min_width; killed mid-run, the rerun resumes without retraining it;
+    final_init=scratch trains the result for final_steps only, and the comparison trains the others as long."""
+    from mnas.nn.units import channels, units
+    from mnas.prune.oneshot import OneShot, slimming
+
+    monkeypatch.chdir(tmp_path)  # the slimmable network's cache: runs/supernets/ under the working directory
+    deploy = ARCHS["mobilenet_v2"]
+    small = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
+    o = OneShot(epochs=1, min_width=0.5, n_random=1, final_init="scratch")
+    s = Settings(delta=0.1, max_iterations=3, **dict(FAST, finetune_steps=5))  # finetune_steps: ignored
+    calls = []
+
+    def measure_then_die(archs):
+        calls.append(archs)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return [mac_latency(a) for a in archs]
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run_prune(deploy, small, "0.75x", mac_latency, out, s, measure_then_die, final_steps=3, oneshot=o,
+                  label="v2", progress=False)
+    cached = list((tmp_path / "runs" / "supernets").glob("*/checkpoint.pt"))
+    assert len(cached) == 1 and list(read_history(out)["iteration"]) == [0, 1]
+    stamp = cached[0].stat().st_mtime_ns
+    result = run_prune(deploy, small, "0.75x", mac_latency, out, s, lambda a: [mac_latency(x) for x in a],
+                       final_steps=3, oneshot=o, label="v2", compare=("mobilenet_v2", 0.35), progress=False)
+    assert cached[0].stat().st_mtime_ns == stamp  # resumed from the cache, not retrained
+    assert result["method"] == "oneshot" and result["final_init"] == "scratch" and result["total_steps"] == 3
+    steps = len(small.train) // 128  # one epoch of the supernet recipe's batch 128
+    assert result["start"]["steps"] == steps and result["start"]["subnet_passes"] == 3 * steps
+    sl = slimming(deploy, "v2", o)
+    hist = read_history(out)
+    assert list(hist["iteration"]) == list(range(len(hist))) and len(hist) >= 2
+    for a in hist["arch"]:
+        arch = ArchConfig.from_string(a)
+        sl.check(arch)
+        assert all(sl.floor(u) <= channels(arch, u) for u in units(deploy))
+    assert not pd.read_csv(out / "proposals.csv")["val_acc"].isna().any()
+    kept = load_checkpoint(out / "iters" / "iter_001.pt")
+    start = load_checkpoint(out / "iters" / "iter_000.pt")
+    # a kept network carries the first channels of the slimmable weights: its conv weights are slices of the start's
+    for name, t in kept.state_dict().items():
+        if name.endswith("conv_pw.weight") or name.endswith("conv_pwl.weight"):
+            full = start.state_dict()[name]
+            assert full[tuple(slice(0, n) for n in t.shape)].equal(t), name
+    table = pd.read_csv(out / "compare.csv")
+    assert set(table["steps"]) == {3} and len(table) == 3

@@ -84,8 +84,8 @@ PRUNE_STARTS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet
 
 def pruned_archs(count: int, seed: int) -> list[tuple[str, str, object]]:
     """`count` pruned hand designs (family 'pruned'): V1/V2/V3-Small/V3-Large 1.0 in turn, each after 3-12
-    NetAdapt-style random cuts (mnas.prune.netadapt.random_pruned): the shapes a pruning run leaves."""
-    from mnas.prune.netadapt import random_pruned
+    NetAdapt-style random cuts (mnas.nn.units.random_pruned): the shapes a pruning run leaves."""
+    from mnas.nn.units import random_pruned
     rng, out = random.Random(f"pruned{seed}"), []
     for i in range(count):
         start = PRUNE_STARTS[i % len(PRUNE_STARTS)]

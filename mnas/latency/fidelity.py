@@ -1,6 +1,6 @@
 """How well `predict` matches reality: predicted vs measured end-to-end latency of random archs of one or more
 spaces, of every published hand design (MobileNetV1 0.25-1.0, V2 0.35-1.4 and 1.0 at 96-192 px, V3-Small/-Large
-0.5-1.0) and of further networks a caller adds (the CLI: pruned hand designs, mnas.prune.netadapt.random_pruned).
+0.5-1.0) and of further networks a caller adds (the CLI: pruned hand designs, mnas.nn.units.random_pruned).
 
 Writes fidelity.csv (family, name, arch, predicted, measured, spread, error), fidelity.png (scatter by family with
 y = x and a +-10% band) and summary.txt (MAPE, share within +-10%, Kendall tau, worst error: overall and per

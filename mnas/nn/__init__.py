@@ -7,4 +7,5 @@
     stats   count(arch): MACs and parameters
     ops     arch_ops(arch): its layers as latency-table keys
     space   declarative search spaces (search_spaces/*.yaml): validate, sample, list their ops
+    units   channel units (the channels that shrink together) and resizing an arch by them: pruning and slimming
 """

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from mnas.cli import register_schema
+from mnas.errors import UserError
+from mnas.prune.oneshot import METHODS, OneShot
 from mnas.prune.run import RESUME_OVERRIDES, check_seeds, check_target, resolve_input, run_prune
 from mnas.prune.settings import Settings
 
@@ -45,6 +47,11 @@ class PruneConfig:
     measure_repeats: int = 30
     threads: Optional[int] = None
     jobs: int = 1
+    method: str = "surgery"
+    slim_epochs: int = 1
+    slim_min_width: float = 0.25
+    slim_n_random: int = 2
+    final_init: str = "scratch"
     seed: int = 0
     resume: Optional[str] = None
     out_dir: Optional[str] = None
@@ -70,17 +77,24 @@ def main(cfg) -> dict:
     deploy, checkpoint, compare = resolve_input(c)
     s.check()
     check_seeds(c.get("compare_seeds", 1))
-    check_target(deploy, c["target"], latency_fn, s)  # a bad target fails before a run folder is made
+    method = c.get("method", "surgery")
+    if method not in METHODS:
+        raise UserError(f"method={method!r} is invalid: use one of {', '.join(METHODS)}")
+    oneshot = OneShot(c["slim_epochs"], c["slim_min_width"], c["slim_n_random"], c["final_init"]) \
+        if method == "oneshot" else None
+    check_target(deploy, c["target"], latency_fn, s, oneshot)  # a bad target fails before a run folder is made
     d = c["data"]
     data = load(**config_args(d, c["seed"]))
     out_dir = open_run_dir(c, "prune", device)
     source = checkpoint if checkpoint and c["init"] != "scratch" else f"from scratch, {c['init_steps']} steps"
+    source = f"a slimmable network trained {c['slim_epochs']} epoch(s)" if oneshot else source
     source = f"resuming {out_dir}" if c.get("resume") else source
     print(f"pruning {deploy.to_string()[:60]}... for {device} to {c['target']}; proxy {d['name']} "
           f"{s.proxy_resolution}px; start weights: {source}; run dir {out_dir}")
     return run_prune(deploy, data, c["target"], latency_fn, out_dir, s, measure_fn, checkpoint, c["init"],
                      c["init_steps"], c["final_steps"], c["lr"], c["max_stride"], compare, device,
-                     compare_seeds=c.get("compare_seeds", 1), final_lr=c.get("final_lr"))
+                     compare_seeds=c.get("compare_seeds", 1), final_lr=c.get("final_lr"), oneshot=oneshot,
+                     label=f"search find {c['search']}" if c.get("search") else f"{c['model']} x{c['width']:g}")
 
 
 if __name__ == "__main__":

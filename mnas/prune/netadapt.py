@@ -1,14 +1,8 @@
-"""NetAdapt (Yang et al. 2018) on mnas networks: channel units, their pruning with torch-pruning, the loop.
+"""NetAdapt (Yang et al. 2018) on mnas networks: pruning a unit with torch-pruning, and the loop.
 
-A *unit* is a set of channels that can only shrink together:
-- `exp blocks.i`: an inverted residual's expanded channels (conv_pw out = conv_dw = SE = conv_pwl in);
-- `out <layer>`: a layer's output channels (stem, block or head conv) with every residual block that adds onto
-  them (a residual add needs in == out, so a stage's blocks shrink together); a depthwise-separable block's
-  depthwise conv and SE run on its input channels, so they shrink with the unit that feeds them;
-- `hidden`: the hidden linear layer of a V3 classifier.
-Input channels and classes never change. SE squeeze widths follow the MobileNetV3 rule: when an SE's channels
-shrink, its squeeze becomes min(squeeze, make_divisible(channels / 4)), keeping conv_reduce's strongest rows
-(a second torch-pruning group: conv_reduce out -> conv_expand in).
+Units (sets of channels that shrink together) and arch-level resizing are mnas.nn.units'. When an SE's channels
+shrink, its squeeze keeps conv_reduce's strongest rows (a second torch-pruning group: conv_reduce out ->
+conv_expand in).
 
 torch-pruning does the surgery: `DependencyGraph` finds every layer coupled to a unit's root conv (BatchNorms,
 depthwise convs, SE reduce/expand, the next layer's input, residual adds), `GroupMagnitudeImportance` ranks the
@@ -35,7 +29,6 @@ import csv
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -44,8 +37,9 @@ import torch_pruning as tp
 from tqdm import tqdm
 
 from mnas.errors import UserError
-from mnas.nn.arch import ArchConfig, make_divisible
+from mnas.nn.arch import ArchConfig
 from mnas.nn.blocks import ConvBnAct, DepthwiseSeparable, InvertedResidual, SqueezeExcite
+from mnas.nn.units import Unit, channels, layers, resize, smallest_keep, units, with_channels
 from mnas.prune.proposals import pack, score_all, start_scorer
 from mnas.prune.settings import Settings
 from mnas.train import evaluate, load_checkpoint, save_checkpoint
@@ -55,101 +49,6 @@ HISTORY = ["iteration", "unit", "channels_before", "channels_after", "latency_ms
            "goal_ms", "proposals", "seconds", "arch"]
 PROPOSALS = ["iteration", "unit", "channels_before", "channels_after", "latency_ms", "val_acc", "score", "chosen"]
 _ROOT_CONV = {ConvBnAct: "conv", DepthwiseSeparable: "conv_pw", InvertedResidual: "conv_pwl"}
-
-
-# ---------------------------------------------------------------------------------------------- units (config side)
-@dataclass(frozen=True)
-class Unit:
-    name: str
-    kind: str                # exp | out | hidden
-    layers: tuple[int, ...]  # indices into layers(arch) = [stem, *blocks, *head]
-
-
-def layers(arch: ArchConfig) -> list:
-    return [arch.stem, *arch.blocks, *arch.head]
-
-
-def _label(arch: ArchConfig, i: int) -> str:
-    n = len(arch.blocks)
-    return "stem" if i == 0 else f"blocks.{i - 1}" if i <= n else f"head.{i - n - 1}"
-
-
-def units(arch: ArchConfig) -> list[Unit]:
-    """Every prunable unit of `arch`, in network order."""
-    found, chain = [], None
-    for i, b in enumerate(layers(arch)):
-        if not b.residual:
-            chain = [i]
-            found.append(chain)
-        else:
-            chain.append(i)
-        if b.type == "ir":
-            found.append(Unit(f"exp {_label(arch, i)}", "exp", (i,)))
-    out = [u if isinstance(u, Unit) else
-           Unit(f"out {_label(arch, u[0])}" + (f"..{_label(arch, u[-1])}" if len(u) > 1 else ""), "out", tuple(u))
-           for u in found]
-    return out + ([Unit("hidden", "hidden", ())] if arch.hidden else [])
-
-
-def channels(arch: ArchConfig, unit: Unit) -> int:
-    if unit.kind == "hidden":
-        return arch.hidden
-    b = layers(arch)[unit.layers[0]]
-    return b.exp if unit.kind == "exp" else b.out
-
-
-def _se_channels(arch: ArchConfig) -> list[int]:
-    """The channel count each layer's SE runs on: ir on its expansion, ds on its input, conv on its output."""
-    return [b.exp if b.type == "ir" else cin if b.type == "ds" else b.out for b, cin, _ in arch.walk()]
-
-
-def resize(arch: ArchConfig, unit: Unit, n: int) -> ArchConfig:
-    """`arch` with `unit` at `n` channels (and the SE squeezes on those channels at most make_divisible(n/4))."""
-    ls = layers(arch)
-    for i in unit.layers:
-        ls[i] = dataclasses.replace(ls[i], **{("exp" if unit.kind == "exp" else "out"): n})
-    nb = len(arch.blocks)
-    new = arch.replace(stem=ls[0], blocks=tuple(ls[1:1 + nb]), head=tuple(ls[1 + nb:]),
-                       hidden=n if unit.kind == "hidden" else arch.hidden)
-    ls = layers(new)
-    for i, (old, ch) in enumerate(zip(_se_channels(arch), _se_channels(new))):
-        if ls[i].se and ch != old:
-            ls[i] = dataclasses.replace(ls[i], se=min(ls[i].se, make_divisible(ch / 4)))
-    return new.replace(stem=ls[0], blocks=tuple(ls[1:1 + nb]), head=tuple(ls[1 + nb:]))
-
-
-def smallest_keep(arch: ArchConfig, unit: Unit, min_channels: int = 8, step: int = 8) -> int:
-    """The fewest channels `unit` can keep: removing multiples of `step`, never below `min_channels`."""
-    c = channels(arch, unit)
-    return c - max(0, (c - min_channels) // step) * step
-
-
-def minimal_arch(arch: ArchConfig, min_channels: int = 8, step: int = 8) -> ArchConfig:
-    """`arch` with every unit at its smallest width: the fastest network pruning can reach."""
-    for u in units(arch):
-        arch = resize(arch, u, smallest_keep(arch, u, min_channels, step))
-    return arch
-
-
-def random_pruned(arch: ArchConfig, rng, cuts: int, min_channels: int = 8, step: int = 8) -> ArchConfig:
-    """`arch` after `cuts` NetAdapt-style cuts chosen at random (no accuracy involved): each removes a multiple of
-    `step` channels, at most half of what may go, from a random unit that can still shrink. The channel counts
-    and coupled residual widths a pruning run leaves, for checking a latency model on pruned shapes."""
-    for _ in range(cuts):
-        free = [u for u in units(arch) if channels(arch, u) > smallest_keep(arch, u, min_channels, step)]
-        if not free:
-            break
-        u = rng.choice(free)
-        slack = (channels(arch, u) - smallest_keep(arch, u, min_channels, step)) // step
-        arch = resize(arch, u, channels(arch, u) - step * rng.randint(1, max(1, slack // 2)))
-    return arch
-
-
-def with_channels(arch: ArchConfig, source: ArchConfig) -> ArchConfig:
-    """`arch` (e.g. the deployment shape) with the channel counts of `source` (e.g. the pruned proxy network)."""
-    f = lambda t, s: dataclasses.replace(t, out=s.out, exp=s.exp, se=s.se)  # noqa: E731
-    return arch.replace(stem=f(arch.stem, source.stem), blocks=tuple(map(f, arch.blocks, source.blocks)),
-                        head=tuple(map(f, arch.head, source.head)), hidden=source.hidden)
 
 
 # ---------------------------------------------------------------------------------------------- modules (torch side)
@@ -211,11 +110,14 @@ def prune_unit(model, unit: Unit, keep: int, p: int = 1) -> None:
     model.arch = got
 
 
-def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings) -> int | None:
-    """The most channels `unit` can keep (removing multiples of s.step) with latency_fn(arch) <= goal_ms, or None.
-    Binary search: latency is taken to grow with channels (each probe may profile new ops on a live device)."""
+def fewest_removal(arch: ArchConfig, unit: Unit, goal_ms: float, latency_fn, s: Settings,
+                   floor: int | None = None) -> int | None:
+    """The most channels `unit` can keep (removing multiples of s.step, keeping at least `floor`, default
+    smallest_keep) with latency_fn(arch) <= goal_ms, or None. Binary search: latency is taken to grow with
+    channels (each probe may profile new ops on a live device)."""
     c = channels(arch, unit)
-    kmax = (c - smallest_keep(arch, unit, s.min_channels, s.step)) // s.step
+    floor = smallest_keep(arch, unit, s.min_channels, s.step) if floor is None else floor
+    kmax = (c - floor) // s.step
     if kmax < 1 or latency_fn(resize(arch, unit, c - kmax * s.step)) > goal_ms:
         return None
     lo, hi = 0, kmax  # removing lo*step is too little, hi*step is enough
@@ -244,10 +146,13 @@ def checkpoint_path(out_dir, iteration: int) -> Path:
 
 
 def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_dir, s: Settings,
-             measure_fn=None, progress: bool = True):
+             measure_fn=None, progress: bool = True, slimmable=None):
     """Prune `model` (the proxy network of `deploy`) until latency_fn(deploy shape) <= target_ms.
 
     `latency_fn(arch) -> ms` predicts at the deployment shape; `measure_fn([arch]) -> [ms]` (optional) measures.
+    With `slimmable` (a trained mnas.supernet.slimmable.Slimmable of the start network: one-shot NetAdapt), each
+    proposal is the slimmable network's sub-network at the proposed widths (extracted, BatchNorm re-estimated)
+    instead of a surgery on `model`, and no unit goes below the widths it was trained at.
     If out_dir holds a history, the run resumes after its last finished iteration (and `model` may be None).
     Returns (pruned model, its deployment ArchConfig, history DataFrame)."""
     s.check()
@@ -268,7 +173,9 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
             raise UserError(f"{out_dir} holds no history.csv to resume from")
         last = 0
         lat = latency_fn(with_channels(deploy, model.arch))
-        acc, _ = evaluate(model, evaluation.val, s.proxy_resolution)
+        # a slimmable network's BatchNorm statistics are shared by every width: re-estimated, as for each proposal
+        acc = s.score(model, evaluation, 0, seed=0) if slimmable else \
+            evaluate(model, evaluation.val, s.proxy_resolution)[0]
         save_checkpoint(checkpoint_path(out_dir, 0), model, {"val_acc": acc})
         row = dict(iteration=0, unit="start", channels_before=None, channels_after=None, latency_ms=lat,
                    measured_ms=measure_fn([deploy])[0] if measure_fn else None, val_acc=acc, goal_ms=None,
@@ -285,17 +192,23 @@ def netadapt(model, deploy: ArchConfig, data, target_ms: float, latency_fn, out_
                 break
             t0 = time.perf_counter()
             todo = units(model.arch)
-            floors = {u: latency_fn(resize(deploy, u, smallest_keep(deploy, u, s.min_channels, s.step)))
+            lowest = {u: slimmable.slimming.floor(u) if slimmable else smallest_keep(deploy, u, s.min_channels, s.step)
                       for u in todo}
-            goal = max(target_ms, lat - s.delta * start_ms * s.delta_decay ** (it - 1), min(floors.values()))
+            todo = [u for u in todo if channels(deploy, u) > lowest[u]]
+            floors = {u: latency_fn(resize(deploy, u, lowest[u])) for u in todo}
+            goal = max(target_ms, lat - s.delta * start_ms * s.delta_decay ** (it - 1), min(floors.values(),
+                                                                                          default=lat))
             if goal >= lat:
                 raise UserError(f"cannot prune further: every unit is at its minimum width ({lat:.2f} ms)")
-            plans = [(u, keep) for u in todo
-                     if floors[u] <= goal and (keep := fewest_removal(deploy, u, goal, latency_fn, s)) is not None]
+            plans = [(u, keep) for u in todo if floors[u] <= goal
+                     and (keep := fewest_removal(deploy, u, goal, latency_fn, s, lowest[u])) is not None]
             blobs = []
             for u, keep in plans:  # the surgery here (cheap); the scoring, the costly part, maybe in workers
-                cand = copy.deepcopy(model)
-                prune_unit(cand, u, keep, s.importance_p)
+                if slimmable is not None:
+                    cand = slimmable.extract(resize(model.arch, u, keep))
+                else:
+                    cand = copy.deepcopy(model)
+                    prune_unit(cand, u, keep, s.importance_p)
                 blobs.append(pack(cand))
             with tqdm(total=len(blobs), desc=f"iteration {it}: {lat:.2f} -> {goal:.2f} ms", unit="proposal",
                       leave=False, disable=not progress or not sys.stderr.isatty()) as bar:

@@ -16,6 +16,7 @@ row per network and run; compare.json, their means and NetAdapt's claim checked)
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,7 +34,9 @@ from mnas.nn.arch import ArchConfig
 from mnas.nn.models import build, get_model
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.stats import count
-from mnas.prune.netadapt import checkpoint_path, minimal_arch, netadapt, read_history
+from mnas.nn.units import minimal_arch
+from mnas.prune.netadapt import checkpoint_path, netadapt, read_history
+from mnas.prune.oneshot import OneShot, slimming, train_slimmable
 from mnas.prune.settings import Settings
 from mnas.rundir import arch_of
 from mnas.train import evaluate, load_checkpoint, save_checkpoint, train_from_scratch  # noqa: E402
@@ -61,15 +64,21 @@ def parse_target(target, start_ms: float) -> float:
     return ms
 
 
-def check_target(deploy: ArchConfig, target, latency_fn, s: Settings) -> tuple[float, float]:
+def check_target(deploy: ArchConfig, target, latency_fn, s: Settings, oneshot: OneShot | None = None
+                 ) -> tuple[float, float]:
     """(target ms, start ms); a target at or above the start, or below the fastest prunable arch, is a UserError."""
     start_ms = float(latency_fn(deploy))
     target_ms = parse_target(target, start_ms)
-    floor_ms = float(latency_fn(minimal_arch(deploy, s.min_channels, s.step)))
+    if oneshot:
+        floor, where = slimming(deploy, "", oneshot, s.step, s.min_channels).extreme(False), \
+            f"at the slimmable network's narrowest widths (slim_min_width={oneshot.min_width})"
+    else:
+        floor, where = minimal_arch(deploy, s.min_channels, s.step), f"at its minimum width ({s.min_channels} channels)"
+    floor_ms = float(latency_fn(floor))
     if target_ms < floor_ms:
-        raise UserError(f"target {target_ms:.2f} ms is unreachable: with every unit at its minimum width "
-                        f"({s.min_channels} channels) the network still takes {floor_ms:.2f} ms; the minimum "
-                        f"reachable target is {floor_ms:.2f} ms (start {start_ms:.2f} ms)")
+        raise UserError(f"target {target_ms:.2f} ms is unreachable: with every unit {where} the network still "
+                        f"takes {floor_ms:.2f} ms; the minimum reachable target is {floor_ms:.2f} ms (start "
+                        f"{start_ms:.2f} ms)")
     return target_ms, start_ms
 
 
@@ -196,9 +205,10 @@ def format_checks(c: dict) -> str:
             f"; its {c['latency']} latency {c['width_speedup']:.2f}x the pruned one's)")
 
 
-def path_label(s: Settings) -> str:
+def path_label(s: Settings, oneshot: bool = False) -> str:
     """How the path's accuracies were obtained, for the plot's legend."""
-    steps = [f"{s.finetune_steps} fine-tune steps per proposal"] if s.finetune_steps else []
+    steps = ["each a slimming of the slimmable network"] if oneshot else []
+    steps += [f"{s.finetune_steps} fine-tune steps per proposal"] if s.finetune_steps else []
     steps += [f"{s.chosen_steps} more for the chosen one"] if s.chosen_steps else []
     steps += ["BatchNorm re-estimated"] if s.bn_recalibration else []
     return f"NetAdapt path ({', '.join(steps) or 'no fine-tune'}; first eval_images of val)"
@@ -234,36 +244,53 @@ def plot_path(history: pd.DataFrame, result: dict, compare: pd.DataFrame | None,
 def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings, measure_fn=None,
               checkpoint=None, init=None, init_steps: int = 1000, final_steps: int = 1000, lr: float = 0.05,
               max_stride: int = 8, compare: tuple[str, float] | None = None, device: str = "?",
-              progress: bool = True, compare_seeds: int = 1, final_lr: float | None = None) -> dict:
+              progress: bool = True, compare_seeds: int = 1, final_lr: float | None = None,
+              oneshot: OneShot | None = None, label: str = "network") -> dict:
     """Prune `deploy` (weights: checkpoint, else init_steps from scratch) until latency_fn <= target ('12ms' or
     '0.7x'), fine-tune final_steps (peak final_lr, default s.finetune_lr), write the run folder (see module doc).
+    `oneshot` (mnas.prune.oneshot) scores the proposals on a slimmable network of `deploy` (named `label`) trained
+    for it instead, and trains the result for final_steps from its slimmable weights or from scratch (at `lr`).
     `compare=(baseline, width)` adds the comparison (compare_seeds runs of each network). A folder that already
     holds a history resumes. Returns result.json's dict."""
     check_seeds(compare_seeds)
     s.check()
-    target_ms, start_ms = check_target(deploy, target, latency_fn, s)  # before anything is written
+    target_ms, start_ms = check_target(deploy, target, latency_fn, s, oneshot)  # before anything is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = None
-    if not (out_dir / "history.csv").exists():
+    model, slim = None, None
+    if oneshot:
+        s = dataclasses.replace(s, finetune_steps=0, chosen_steps=0)  # proposals are slimmings: nothing to tune
+        slim, start = train_slimmable(deploy, label, data, oneshot, s.seed, s.proxy_resolution, max_stride, s.step,
+                                      s.min_channels, progress)
+        model = slim.extract(deploy)
+    elif not (out_dir / "history.csv").exists():
         model, start = start_model(deploy, data, checkpoint, init, init_steps, lr, s, max_stride, progress)
+    if not (out_dir / "history.csv").exists():
         (out_dir / "start.json").write_text(json.dumps(start, indent=2))
     start = json.loads((out_dir / "start.json").read_text())
-    model, deploy_p, history = netadapt(model, deploy, data, target_ms, latency_fn, out_dir, s, measure_fn, progress)
+    model, deploy_p, history = netadapt(model, deploy, data, target_ms, latency_fn, out_dir, s, measure_fn, progress,
+                                        slimmable=slim)
     iterations = int(history["iteration"].iloc[-1])
     final_path = out_dir / "model.pt"
+    scratch = oneshot is not None and oneshot.final_init == "scratch"
     if (out_dir / "result.json").exists() and final_path.exists():
         result = json.loads((out_dir / "result.json").read_text())
     else:
-        s.fit(model, data, final_steps, lr=final_lr, progress=progress)
+        if scratch:  # the chosen widths trained anew, as long as the networks they are compared with
+            model, _ = train_from_scratch(deploy_p, data, max_stride, s.seed,
+                                          **s.fit_options(final_steps, lr, progress))
+        else:
+            s.fit(model, data, final_steps, lr=final_lr, progress=progress)
         val_acc, test_acc = (evaluate(model, split, s.proxy_resolution)[0] for split in (data.val, data.test))
-        steps = None if start["steps"] is None else start["steps"] + iterations * s.steps_per_iteration() + final_steps
+        steps = final_steps if scratch else None if start["steps"] is None else \
+            start["steps"] + iterations * s.steps_per_iteration() + final_steps
         measured = measure_fn([deploy, deploy_p]) if measure_fn else [None, None]
         final = dict(latency_ms=float(latency_fn(deploy_p)), measured_ms=measured[1], val_acc=val_acc,
                      test_acc=test_acc, arch=deploy_p.to_string(), proxy_arch=model.arch.to_string())
         result = dict(device=device, target_ms=target_ms, start_ms=start_ms, start_measured_ms=measured[0],
                       reached=final["latency_ms"] <= target_ms * (1 + 1e-9), iterations=iterations,
-                      total_steps=steps, start=start, final=final,
+                      total_steps=steps, start=start, final=final, method="oneshot" if oneshot else "surgery",
+                      final_init=oneshot.final_init if oneshot else "finetune",
                       speedup_predicted=start_ms / final["latency_ms"],
                       speedup_measured=measured[0] / measured[1] if measure_fn else None)
         save_checkpoint(final_path, model, dict(val_acc=val_acc, test_acc=test_acc, steps=steps))
@@ -275,7 +302,9 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
         if result["total_steps"] is None:
             raise UserError(f"compare_width needs the start checkpoint's step count ({start['source']} has none)")
 
-        def refit_pruned(run: int):  # the final fine-tune again, from the last iteration, with another seed
+        def refit_pruned(run: int):  # the final training again, with another seed
+            if scratch:
+                return train_reference(deploy_p, data, final_steps, lr, s, max_stride, progress, run)
             net = load_checkpoint(checkpoint_path(out_dir, iterations))
             s.fit(net, data, final_steps, lr=final_lr, seed=run, progress=progress)
             return evaluate(net, data.val, s.proxy_resolution)[0], evaluate(net, data.test, s.proxy_resolution)[0]
@@ -290,7 +319,7 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
                                                          default=float))
     plot_path(read_history(out_dir), result, table, out_dir / "path.png",
               f"NetAdapt on {device}: {start_ms:.2f} -> {result['final']['latency_ms']:.2f} ms predicted",
-              path_label(s))
+              path_label(s, oneshot is not None))
     f = result["final"]
     print(f"pruned {start_ms:.2f} -> {f['latency_ms']:.2f} ms predicted ({result['speedup_predicted']:.2f}x"
           + (f", measured {result['speedup_measured']:.2f}x" if result["speedup_measured"] else "")

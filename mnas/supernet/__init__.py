@@ -4,6 +4,8 @@ BatchNorm statistics are re-estimated before it is scored (seconds instead of a 
 is mnas.search.estimators.SupernetEstimator).
 
     elastic    Supernet: elastic layers, set_active(arch), extract(arch) -> mnas.nn.models.build(proxy arch)
+    slimmable  Slimming (one network's narrower widths, a space of them) and Slimmable (all of them in one network),
+               trained the same way; scores one-shot NetAdapt's proposals (mnas.prune.oneshot)
     train      SupernetSettings, train_supernet (sandwich rule, in-place distillation, resumable, DDP), load_or_train
     evaluate   correct (per-image results over prepared batches), settings_from (SupernetSettings from config keys)
 """

@@ -1,4 +1,5 @@
-"""Train a supernet once; cache it under runs/supernets/<hash>/; resume after a kill.
+"""Train a supernet (or a slimmable network, mnas.supernet.slimmable) once; cache it under runs/supernets/<hash>/;
+resume after a kill.
 
 Each step trains the largest and `n_random` random sub-networks on the same batch, and with smallest=True also the
 smallest (the sandwich rule, Yu & Huang 2019; off by default since 2026-12-03, README): the largest learns the
@@ -37,6 +38,7 @@ from mnas.data.sets import DiskImages, Split, batches
 from mnas.errors import UserError
 from mnas.nn.space import Space
 from mnas.supernet.elastic import Supernet
+from mnas.supernet.slimmable import Slimmable, Slimming
 from mnas.train import load_state, lr_at, pick_device, save_state
 
 CACHE_DIR = Path("runs") / "supernets"
@@ -95,11 +97,16 @@ def fingerprint(data: Dataset) -> str:
     return h.hexdigest()
 
 
-def cache_dir(space: Space, data: Dataset, settings: SupernetSettings, root=CACHE_DIR) -> Path:
+def cache_dir(space: Space | Slimming, data: Dataset, settings: SupernetSettings, root=CACHE_DIR) -> Path:
     """runs/supernets/<hash of space, training data, settings>/."""
     key = json.dumps({"version": VERSION, "space": dataclasses.asdict(space), "data": fingerprint(data),
                       "settings": settings_key(settings)}, sort_keys=True, default=str)
     return Path(root) / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def elastic_net(space: Space | Slimming, num_classes: int, max_stride: int) -> Supernet | Slimmable:
+    """The weight-sharing network of a search space (a Supernet) or of one network's slimmings (a Slimmable)."""
+    return (Slimmable if isinstance(space, Slimming) else Supernet)(space, num_classes, max_stride)
 
 
 def _rank_world() -> tuple[int, int]:
@@ -120,7 +127,7 @@ def _shard(split: Split, rank: int, world: int, seed: int) -> Split:
     return split.take(perm[rank * m:(rank + 1) * m].sort().values)
 
 
-def sandwich(space: Space, step: int, n_random: int, seed: int, largest, smallest=None) -> list:
+def sandwich(space: Space | Slimming, step: int, n_random: int, seed: int, largest, smallest=None) -> list:
     """The archs trained at `step`: largest first (the teacher), smallest (unless None), then n_random seeded
     random ones."""
     rng = random.Random(seed * 1_000_003 + step)
@@ -178,7 +185,7 @@ def _rng_states(world: int) -> list:
     return states
 
 
-def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, max_steps: int | None = None,
+def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, out_dir, max_steps: int | None = None,
                    checkpoint_every: int = 100, progress: bool = True, device=None) -> tuple[Supernet, dict]:
     """Train (or resume, or just load) the supernet whose checkpoint lives in out_dir. Stops when the schedule
     is done or the step count reaches max_steps (a later call resumes). Returns (supernet, checkpoint info:
@@ -188,7 +195,7 @@ def train_supernet(space: Space, data: Dataset, s: SupernetSettings, out_dir, ma
     out_dir, fmt = Path(out_dir), torch.channels_last
     ckpt_path = out_dir / "checkpoint.pt"
     torch.manual_seed(s.seed)
-    net = Supernet(space, data.num_classes, s.max_stride).to(device, memory_format=fmt)
+    net = elastic_net(space, data.num_classes, s.max_stride).to(device, memory_format=fmt)
     loader = batches(_shard(data.train, rank, world, s.seed), s.batch_size, s.resolution, shuffle=True,
                      augment=s.augment, seed=s.seed + rank, drop_last=True)
     if len(loader) == 0:
@@ -286,7 +293,7 @@ def _log(path: Path, row: dict) -> None:
         w.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
 
 
-def load_or_train(space: Space, data: Dataset, s: SupernetSettings, root=CACHE_DIR, progress: bool = True,
+def load_or_train(space: Space | Slimming, data: Dataset, s: SupernetSettings, root=CACHE_DIR, progress: bool = True,
                   checkpoint_every: int = 100, device=None) -> Supernet:
     """The trained supernet for (space, data, settings): from the cache, or trained (resumed) now and cached."""
     out = cache_dir(space, data, s, root)
