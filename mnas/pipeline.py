@@ -23,11 +23,20 @@ class PipelineSettings:
     lr: float = 0.02
     prune: str | None = "0.9x"     # extra speed-up target for NetAdapt after the budget (null = no pruning)
     prune_scale: str = "quick"     # NetAdapt preset of conf/prune.yaml: quick | full | lean
+    prune_method: str = "surgery"  # surgery | oneshot: proposals scored as slimmings of the search's supernet
     export: str | None = "json,string,pt,onnx"  # formats (null = no export)
     max_stride: int = 8
     resolution: int = 32
     batch_size: int = 128
     seed: int = 0
+
+    def check(self, estimator: str) -> None:
+        """UserError for a prune_method this search cannot run (before the search starts)."""
+        if self.prune_method not in ("surgery", "oneshot"):
+            raise UserError(f"pipeline.prune_method={self.prune_method!r} is invalid: use surgery or oneshot")
+        if self.prune and self.prune_method == "oneshot" and estimator != "supernet":
+            raise UserError("pipeline.prune_method=oneshot scores proposals on the search's supernet: use "
+                            "estimator=supernet, or pipeline.prune_method=surgery")
 
 
 def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSettings, progress: bool = True):
@@ -49,8 +58,10 @@ def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSetti
 def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: PipelineSettings, progress: bool = True):
     """Fine-tune -> prune -> export the best arch of the search in `run` (see the module doc)."""
     from mnas.export import export
+    from mnas.prune.oneshot import OneShot
     from mnas.prune.run import run_prune
     from mnas.prune.settings import Settings
+    from mnas.search.estimators import SupernetEstimator
 
     best = json.loads((run / "best.json").read_text())
     if not best.get("arch"):
@@ -65,10 +76,16 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
         except UserError as e:
             raise UserError(f"pipeline.prune_scale: {e}") from None
         s = Settings.from_config(schedule, proxy_resolution=p.resolution, seed=p.seed)
+        p.check("supernet" if isinstance(estimator, SupernetEstimator) else "other")
+        oneshot, slimmable = None, None
+        if p.prune_method == "oneshot":  # the search's supernet scores the slimmings: no second training
+            oneshot = OneShot(final_init="finetune")
+            slimmable = estimator.supernet.slimmings(arch, min_width=oneshot.min_width, step=s.step,
+                                                     min_channels=s.min_channels)
         try:
             result = run_prune(arch, data, p.prune, latency_fn, run / "prune", s, checkpoint=str(run / "model.pt"),
                                init="checkpoint", final_steps=p.finetune_steps, max_stride=p.max_stride,
-                               device=device, progress=progress)
+                               device=device, progress=progress, oneshot=oneshot, slimmable=slimmable)
         except UserError as e:  # e.g. a target the arch cannot reach: the search's own results stand
             print(f"pruning not done: {e}")
         else:

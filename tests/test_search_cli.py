@@ -115,9 +115,12 @@ def test_two_workers_on_one_postgresql_study_finish_the_count_together(tmp_path,
     (["pipeline.enabled=maybe"], "pipeline.enabled='maybe' is invalid: expected true or false"),
     (["n_trails=5"], "unknown key 'n_trails'.*conf/search.yaml"),
     (["pipeline.steps=5"], "unknown key 'pipeline.steps'"),
+    (["pipeline.prune_method=magic"], "pipeline.prune_method='magic' is invalid: use surgery or oneshot"),
+    (["pipeline.prune_method=oneshot"], "oneshot scores proposals on the search's supernet: use estimator=supernet"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
-    cmd = [a for a in search_cmd(tmp_path, f"out_dir={tmp_path / 'run'}") if not a.startswith("budget=")] + args
+    cmd = [a for a in search_cmd(tmp_path, f"out_dir={tmp_path / 'run'}") if not a.startswith("budget=")
+           and (a != "pipeline.enabled=false" or "prune_method" not in " ".join(args))] + args
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()

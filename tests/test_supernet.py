@@ -304,3 +304,35 @@ def test_supernet_seed_trains_another_supernet_scored_on_the_same_images(space, 
     assert all(x.equal(y) and p.equal(q) for (x, p), (y, q) in zip(a.val, b.val))
     w = "classifier.fc.weight"
     assert not a.supernet.state_dict()[w].equal(b.supernet.state_dict()[w])
+
+
+def test_slimmings_of_a_found_arch_run_on_the_supernet(space, digits, trained, tmp_path, monkeypatch):
+    """The pipeline's one-shot pruning: slimmings of an arch of the space (widths between the space's choices)
+    are sub-networks of the search supernet, and NetAdapt prunes with them without training anything."""
+    from mnas.nn.units import channels, resize, units
+    from mnas.prune.oneshot import OneShot
+    from mnas.prune.run import run_prune
+    from mnas.prune.settings import Settings
+
+    net, _ = trained
+    arch = space.extreme(True)
+    slim = net.slimmings(arch, min_width=0.5)
+    whole = net.extract(arch)
+    u = next(u for u in units(arch) if channels(arch, u) >= 24)
+    cut = resize(arch, u, channels(arch, u) - 8)
+    model = slim.extract(cut)
+    assert model.arch.blocks == tuple(dataclasses.replace(b, stride=p.stride) for b, p in
+                                      zip(cut.blocks, whole.arch.blocks))
+    for name, t in model.state_dict().items():  # the first channels of the found arch's own weights
+        assert whole.state_dict()[name][tuple(slice(0, n) for n in t.shape)].equal(t), name
+    with pytest.raises(UserError, match="not a slimming"):
+        slim.extract(resize(arch, u, channels(arch, u) + 8))
+    monkeypatch.chdir(tmp_path)
+    small = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
+    s = Settings(delta=0.1, max_iterations=2, batch_size=32, eval_images=64, threads=1)
+    macs = lambda a: count(a).macs / 1e6  # noqa: E731
+    result = run_prune(arch, small, "0.9x", macs, tmp_path / "prune", s, final_steps=2, max_stride=16,
+                       oneshot=OneShot(min_width=0.5, final_init="finetune"), slimmable=slim, progress=False)
+    assert result["method"] == "oneshot" and result["start"]["source"] == "given slimmable network"
+    assert not (tmp_path / "runs").exists()  # nothing trained
+    slim.slimming.check(ArchConfig.from_string(result["final"]["arch"]))

@@ -245,11 +245,13 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
               checkpoint=None, init=None, init_steps: int = 1000, final_steps: int = 1000, lr: float = 0.05,
               max_stride: int = 8, compare: tuple[str, float] | None = None, device: str = "?",
               progress: bool = True, compare_seeds: int = 1, final_lr: float | None = None,
-              oneshot: OneShot | None = None, label: str = "network") -> dict:
+              oneshot: OneShot | None = None, label: str = "network", slimmable=None) -> dict:
     """Prune `deploy` (weights: checkpoint, else init_steps from scratch) until latency_fn <= target ('12ms' or
     '0.7x'), fine-tune final_steps (peak final_lr, default s.finetune_lr), write the run folder (see module doc).
     `oneshot` (mnas.prune.oneshot) scores the proposals on a slimmable network of `deploy` (named `label`) trained
-    for it instead, and trains the result for final_steps from its slimmable weights or from scratch (at `lr`).
+    for it instead, and trains the result for final_steps from its slimmable weights or from scratch (at `lr`); a
+    given `slimmable` (e.g. the search's supernet: mnas.supernet.elastic.Supernet.slimmings) scores them with no
+    training of its own.
     `compare=(baseline, width)` adds the comparison (compare_seeds runs of each network). A folder that already
     holds a history resumes. Returns result.json's dict."""
     check_seeds(compare_seeds)
@@ -260,8 +262,9 @@ def run_prune(deploy: ArchConfig, data, target, latency_fn, out_dir, s: Settings
     model, slim = None, None
     if oneshot:
         s = dataclasses.replace(s, finetune_steps=0, chosen_steps=0)  # proposals are slimmings: nothing to tune
-        slim, start = train_slimmable(deploy, label, data, oneshot, s.seed, s.proxy_resolution, max_stride, s.step,
-                                      s.min_channels, progress)
+        slim, start = (slimmable, {"source": "given slimmable network", "steps": None}) if slimmable else \
+            train_slimmable(deploy, label, data, oneshot, s.seed, s.proxy_resolution, max_stride, s.step,
+                            s.min_channels, progress)
         model = slim.extract(deploy)
     elif not (out_dir / "history.csv").exists():
         model, start = start_model(deploy, data, checkpoint, init, init_steps, lr, s, max_stride, progress)

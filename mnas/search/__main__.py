@@ -16,6 +16,7 @@ class PipelineConfig:
     lr: float = 0.02
     prune: Optional[str] = "0.9x"
     prune_scale: str = "quick"
+    prune_method: str = "surgery"
     export: Optional[Any] = "json,string,pt,onnx"  # export=onnx,pt arrives as a list
 
 
@@ -68,6 +69,11 @@ def main(cfg) -> dict:
     latency_fn = Device(device)
     check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
     d, e = c["data"], dict(c["estimator"])
+    pipe, pipeline = dict(c.get("pipeline") or {}), None
+    if pipe.pop("enabled", False):
+        from mnas.pipeline import PipelineSettings
+        pipeline = PipelineSettings(resolution=d.get("proxy_resolution", 32), seed=c["seed"], **pipe)
+        pipeline.check(c["estimator"]["name"])  # bad pipeline settings fail before the search, not after it
     data = load(**config_args(d, c["seed"]))
     estimator = make_estimator(e.pop("name"), data, resolution=d.get("proxy_resolution", 32), seed=c["seed"], **e)
     out_dir = open_run_dir(c, "search", device)
@@ -77,11 +83,9 @@ def main(cfg) -> dict:
                       resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
                                                           "data": d["name"], "estimator": c["estimator"]["name"]},
                       correct_fn=estimator.correct)
-    pipe = dict(c.get("pipeline") or {})
-    if pipe.pop("enabled", False):
-        from mnas.pipeline import PipelineSettings, run_pipeline
-        run_pipeline(out_dir, estimator, data, latency_fn, device,
-                     PipelineSettings(resolution=d.get("proxy_resolution", 32), seed=c["seed"], **pipe))
+    if pipeline is not None:
+        from mnas.pipeline import run_pipeline
+        run_pipeline(out_dir, estimator, data, latency_fn, device, pipeline)
     return best
 
 

@@ -26,6 +26,8 @@ from mnas.nn.blocks import Classifier, make_act
 from mnas.nn.models import build, init_weights
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.space import Space, make_block
+from mnas.nn.units import with_channels
+from mnas.supernet.slimmable import Slimming
 
 ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish}
 # An extracted depthwise-separable block's modules and the elastic block's modules they are sliced from.
@@ -232,6 +234,16 @@ class Supernet(nn.Module):
         The proxy arch has the deployment arch's parameter shapes, so the state_dict also loads into
         build(arch.replace(num_classes=<proxy classes>)) at 224x224."""
         self.set_active(arch)
+        return self._extract()
+
+    def slimmings(self, arch: ArchConfig, label: str = "find", min_width: float = 0.25, step: int = 8,
+                  min_channels: int = 8) -> SupernetSlimmings:
+        """The slimmings of `arch` (an arch of the space) run on this supernet's weights: one-shot NetAdapt's
+        scorer for a searched arch, with no training of its own (mnas.prune.oneshot)."""
+        return SupernetSlimmings(self, Slimming(arch, label, min_width, step, min_channels))
+
+    @torch.no_grad()
+    def _extract(self) -> nn.Module:
         model = build(self.arch)
         src = self.state_dict()
         for name, dst in model.state_dict().items():
@@ -245,3 +257,21 @@ class Supernet(nn.Module):
                 name = f"blocks.{i}.{module}.{rest}"
             dst.copy_(src[name][tuple(slice(0, n) for n in dst.shape)])
         return model.to(next(self.parameters()).device).eval()
+
+
+class SupernetSlimmings:
+    """Any slimming of one arch of a supernet's space (its widths cut in multiples of 8, as NetAdapt cuts them,
+    most of them between the space's width choices) as a sub-network of the supernet: the arch's blocks, the
+    first channels of each layer. `slimming` and `extract` are what mnas.prune.netadapt asks of a Slimmable."""
+
+    def __init__(self, supernet: Supernet, slimming: Slimming):
+        self.supernet, self.slimming = supernet, slimming
+        self.active, self.proxy = supernet.decode(slimming.start)
+
+    def extract(self, arch: ArchConfig) -> nn.Module:
+        self.slimming.check(arch)
+        net = self.supernet
+        net.active, net.arch = self.active, with_channels(self.proxy, arch)
+        for i, b in zip(net.active, net.arch.blocks):
+            net.blocks[i].cfg = b
+        return net._extract()
