@@ -132,7 +132,7 @@ def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, d
     """The pruned network next to the unpruned one and the width-multiplied baseline of its latency, the two
     trained from scratch for the same total steps, `seeds` times each (seed s.seed + run); measured (each alone,
     warm: mnas.latency.profile.measure_archs) when measure_fn is given. Run 0 of "pruned" is the NetAdapt result;
-    `refit_pruned(run) -> (val, test)` gives further runs (the final fine-tune repeated with another seed: the
+    `refit_pruned(run) -> (val, test)` gives further runs (the final training repeated with another seed: the
     pruning path is run 0's). One compare.csv row per (network, run); finished rows are kept (resume)."""
     deploy_p = ArchConfig.from_string(pruned["arch"])
     w = matching_width(model, width, deploy0, pruned["latency_ms"], latency_fn)
@@ -151,7 +151,7 @@ def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, d
                 if run == 0:
                     val, test = pruned["val_acc"], pruned["test_acc"]
                 else:
-                    print(f"compare: repeating the pruned network's final fine-tune with seed {s.seed + run}")
+                    print(f"compare: repeating the pruned network's final training with seed {s.seed + run}")
                     val, test = refit_pruned(run)
             else:
                 print(f"compare: training {name} from scratch for {steps} steps (seed {s.seed + run})")
