@@ -32,8 +32,9 @@ class PipelineSettings:
 
     def check(self, estimator: str) -> None:
         """UserError for a prune_method this search cannot run (before the search starts)."""
-        if self.prune_method not in ("surgery", "oneshot"):
-            raise UserError(f"pipeline.prune_method={self.prune_method!r} is invalid: use surgery or oneshot")
+        from mnas.prune.oneshot import METHODS
+        if self.prune_method not in METHODS:
+            raise UserError(f"pipeline.prune_method={self.prune_method!r} is invalid: use {' or '.join(METHODS)}")
         if self.prune and self.prune_method == "oneshot" and estimator != "supernet":
             raise UserError("pipeline.prune_method=oneshot scores proposals on the search's supernet: use "
                             "estimator=supernet, or pipeline.prune_method=surgery")

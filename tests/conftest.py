@@ -33,6 +33,20 @@ def tiny_space(tiny_space_file):
     return load_space(str(tiny_space_file))
 
 
+def randomise_state(net):
+    """Give BatchNorm statistics, biases and kernel transforms values that a slicing mistake would show (a fresh
+    network's BatchNorm is the identity, which hides taking the wrong channels)."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith(("running_mean", "bias")):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif name.endswith(("running_var", "bn1.weight", "bn2.weight", "bn3.weight")):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif ".transforms." in name:
+                t.add_(torch.randn(t.shape, generator=g) * 0.1)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models gain little from threads, and on a busy 2-core machine OpenMP oversubscription makes them

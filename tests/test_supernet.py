@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import randomise_state
 
 from mnas.data import load
 from mnas.errors import UserError
@@ -70,23 +71,10 @@ def trained(space, digits, cache):
     return net, info
 
 
-def _randomise(net):
-    """Give BatchNorm statistics and kernel transforms values that a slicing mistake would show."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith(("running_mean", "bias")):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif name.endswith(("running_var", "bn1.weight", "bn2.weight", "bn3.weight")):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif ".transforms." in name:
-                t.add_(torch.randn(t.shape, generator=g) * 0.1)
-
-
 def test_subnets_equal_their_extracted_models(space):
     torch.manual_seed(0)
     net = Supernet(space, num_classes=10)
-    _randomise(net)
+    randomise_state(net)
     net.eval()
     x = torch.randn(3, 3, 32, 32)
     rng = random.Random(0)

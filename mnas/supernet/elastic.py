@@ -27,7 +27,7 @@ from mnas.nn.models import build, init_weights
 from mnas.nn.proxy import proxy_arch
 from mnas.nn.space import Space, make_block
 from mnas.nn.units import with_channels
-from mnas.supernet.slimmable import Slimming
+from mnas.supernet.slimmable import Slimming, sliced_bn, sliced_conv, sliced_se
 
 ACTS = {"relu": F.relu, "relu6": F.relu6, "hswish": F.hardswish}
 # An extracted depthwise-separable block's modules and the elastic block's modules they are sliced from.
@@ -38,7 +38,7 @@ class ElasticConv(nn.Conv2d):
     """A 1x1 conv whose active input channels are the input's and whose output is its first `out` channels."""
 
     def forward(self, x, out=None):
-        return F.conv2d(x, self.weight[:out, :x.shape[1]])
+        return sliced_conv(x, self, out)
 
 
 class ElasticBatchNorm(nn.BatchNorm2d):
@@ -46,13 +46,7 @@ class ElasticBatchNorm(nn.BatchNorm2d):
     averages update in place in the full buffers (momentum None = cumulative average, as nn.BatchNorm2d)."""
 
     def forward(self, x):
-        c = x.shape[1]
-        factor = 0.0
-        if self.training:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
-                            self.training, factor, self.eps)
+        return sliced_bn(x, self)
 
 
 class ElasticDepthwise(nn.Conv2d):
@@ -88,11 +82,7 @@ class ElasticSE(nn.Module):
         self.conv_expand = nn.Conv2d(squeeze, channels, 1)
 
     def forward(self, x, squeeze):
-        c = x.shape[1]
-        s = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), self.conv_reduce.weight[:squeeze, :c],
-                            self.conv_reduce.bias[:squeeze]))
-        s = F.conv2d(s, self.conv_expand.weight[:c, :squeeze], self.conv_expand.bias[:c])
-        return x * F.hardsigmoid(s)
+        return sliced_se(x, self, squeeze)
 
 
 class ElasticBlock(nn.Module):
@@ -131,8 +121,7 @@ class ElasticConvBnAct(nn.Module):
         self.act1 = make_act(act)
 
     def forward(self, x, out):
-        c = self.conv
-        return self.act1(self.bn1(F.conv2d(x, c.weight[:out, :x.shape[1]], None, c.stride, c.padding)))
+        return self.act1(self.bn1(sliced_conv(x, self.conv, out)))
 
 
 class ElasticClassifier(Classifier):

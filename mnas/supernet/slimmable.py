@@ -89,7 +89,9 @@ class Slimming:
 
 
 # ---------------------------------------------------------------------------------------------- sliced layers
-def _bn(x, bn: nn.BatchNorm2d):
+# The first channels of an ordinary layer, as many as the input has (and `out` outputs); the supernet's elastic
+# layers (mnas.supernet.elastic) run these too.
+def sliced_bn(x, bn: nn.BatchNorm2d):
     """BatchNorm over x's channels, the first of bn's: running statistics update in place in the full buffers."""
     c, factor = x.shape[1], 0.0
     if bn.training:
@@ -99,7 +101,7 @@ def _bn(x, bn: nn.BatchNorm2d):
                         bn.eps)
 
 
-def _conv(x, conv: nn.Conv2d, out: int | None = None):
+def sliced_conv(x, conv: nn.Conv2d, out: int | None = None):
     """conv on x's channels with its first `out` outputs (a depthwise conv: out = x's channels)."""
     c = x.shape[1]
     if conv.groups > 1:
@@ -107,7 +109,7 @@ def _conv(x, conv: nn.Conv2d, out: int | None = None):
     return F.conv2d(x, conv.weight[:out, :c], None, conv.stride, conv.padding)
 
 
-def _se(x, se, squeeze: int):
+def sliced_se(x, se, squeeze: int):
     if not squeeze:
         return x
     c = x.shape[1]
@@ -118,14 +120,15 @@ def _se(x, se, squeeze: int):
 
 def _layer(m, b, x):
     """One layer (mnas.nn.blocks: ConvBnAct, DepthwiseSeparable, InvertedResidual) at the widths of config b."""
+    conv, bn, se = sliced_conv, sliced_bn, sliced_se
     if b.type == "conv":
-        return _se(m.act1(_bn(_conv(x, m.conv, b.out), m.bn1)), m.se, b.se)
+        return se(m.act1(bn(conv(x, m.conv, b.out), m.bn1)), m.se, b.se)
     if b.type == "ds":
-        y = _se(m.act1(_bn(_conv(x, m.conv_dw), m.bn1)), m.se, b.se)
-        y = m.act2(_bn(_conv(y, m.conv_pw, b.out), m.bn2))
+        y = se(m.act1(bn(conv(x, m.conv_dw), m.bn1)), m.se, b.se)
+        y = m.act2(bn(conv(y, m.conv_pw, b.out), m.bn2))
     else:
-        y = m.act2(_bn(_conv(m.act1(_bn(_conv(x, m.conv_pw, b.exp), m.bn1)), m.conv_dw), m.bn2))
-        y = _bn(_conv(_se(y, m.se, b.se), m.conv_pwl, b.out), m.bn3)
+        y = m.act2(bn(conv(m.act1(bn(conv(x, m.conv_pw, b.exp), m.bn1)), m.conv_dw), m.bn2))
+        y = bn(conv(se(y, m.se, b.se), m.conv_pwl, b.out), m.bn3)
     return x + y if b.residual else y
 
 
