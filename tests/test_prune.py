@@ -326,3 +326,16 @@ def test_oneshot_scores_slimmings_and_resumes(digits, tmp_path, monkeypatch):
             assert full[tuple(slice(0, n) for n in t.shape)].equal(t), name
     table = pd.read_csv(out / "compare.csv")
     assert set(table["steps"]) == {3} and len(table) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["method=magic"], "method='magic' is invalid: use one of surgery, oneshot"),
+    (["method=oneshot", "final_init=warm"], "final_init='warm' is invalid: use one of finetune, scratch"),
+    (["method=oneshot", "slim_min_width=0"], "slim_min_width=0.0 is invalid"),
+    (["method=oneshot", "target=0.01x"], "at the slimmable network's narrowest widths"),
+])
+def test_cli_bad_oneshot_options_are_one_line_exit_2(args, message, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "mnas.prune", "device=pixel", *args, f"out_dir={tmp_path / 'run'}"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
