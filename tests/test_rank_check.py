@@ -263,3 +263,29 @@ def test_supernets_of_other_seeds_give_the_estimators_own_seed_to_seed_tau(tiny_
     again = rank_check(archs, macs, macs, never, [0, 1], tmp_path, known=known, jobs=0,
                        repeats={1: Lazy(lambda: never), 2: Lazy(lambda: never)})  # all in rank.csv: none made
     assert again["estimator_retest_tau"] == pytest.approx(s["estimator_retest_tau"])
+
+
+def test_bias_table_names_the_choice_an_estimator_favours(tiny_space, tmp_path):
+    """positions: the largest arch sits at 1 and the smallest at 0 in every kind the space varies, an arch outside
+    the space gives None; an estimate that adds a kernel bonus to the stand-alone accuracy shows it as the largest
+    tau_residual; rank_check given the space writes bias.csv."""
+    import random
+
+    from mnas.bench.bias import bias_table, positions
+    big, small = tiny_space.extreme(largest=True), tiny_space.extreme(largest=False)
+    assert {k: v for k, v in positions(tiny_space, big).items() if v == v} == \
+        {k: 1.0 for k in ("kernel", "expand", "se", "act", "depth", "out")}
+    assert all(v == 0.0 for v in positions(tiny_space, small).values() if v == v)
+    assert positions(tiny_space, dataclasses.replace(big, blocks=big.blocks[:1])) is None
+    rng = random.Random(0)
+    archs = list(dict.fromkeys(tiny_space.random_arch(rng) for _ in range(40)))
+    pos = [positions(tiny_space, a) for a in archs]
+    standalone = [p["out"] + 0.5 * p["expand"] + 0.01 * i for i, p in enumerate(pos)]
+    estimate = [s + 3 * p["kernel"] for s, p in zip(standalone, pos)]
+    table = bias_table(tiny_space, archs, estimate, standalone).set_index("kind")
+    assert table["tau_residual"].idxmax() == "kernel" and table.at["kernel", "tau_residual"] > 0.5
+    assert table.at["out", "tau_standalone"] > 0.5
+    known = {(a.to_string(), s): (standalone[i], 1.0) for i, a in enumerate(archs[:8]) for s in (0, 1)}
+    score = dict(zip(archs, estimate))
+    rank_check(archs[:8], macs, score.get, None, [0, 1], tmp_path, known=known, jobs=0, space=tiny_space)
+    assert set(pd.read_csv(tmp_path / "bias.csv")["kind"]) <= set(table.index)

@@ -324,3 +324,28 @@ def test_slimmings_of_a_found_arch_run_on_the_supernet(space, digits, trained, t
     assert result["method"] == "oneshot" and result["start"]["source"] == "given slimmable network"
     assert not (tmp_path / "runs").exists()  # nothing trained
     slim.slimming.check(ArchConfig.from_string(result["final"]["arch"]))
+
+
+def test_teacher_with_random_kernels(space, digits, tmp_path):
+    """teacher=random_kernel: the arch that learns the labels is the largest in everything but its kernels, which
+    change from step to step; the random sub-networks are the default's; a new cache entry (the default key is
+    unchanged by the option's existence); training runs; a bad value or a slimmable network is one clear line."""
+    from mnas.supernet.slimmable import Slimming
+    from mnas.supernet.train import sandwich, settings_key
+    big = space.extreme(largest=True)
+    teachers = [sandwich(space, step, 2, 0, big, teacher="random_kernel") for step in range(12)]
+    assert all(t[1:] == sandwich(space, step, 2, 0, big)[1:] for step, t in enumerate(teachers))
+    for t, *_ in teachers:
+        assert [dataclasses.replace(b, kernel=3) for b in t.blocks] == \
+            [dataclasses.replace(b, kernel=3) for b in big.blocks] and t.head == big.head
+    assert len({tuple(b.kernel for b in t.blocks) for t, *_ in teachers}) > 1
+    assert "teacher" not in settings_key(SupernetSettings())
+    s = SupernetSettings(epochs=1, **FAST, teacher="random_kernel")
+    assert cache_dir(space, digits, s, tmp_path) != cache_dir(space, digits, SupernetSettings(epochs=1, **FAST),
+                                                               tmp_path)
+    _, info = train_supernet(space, digits, s, tmp_path / "rk", max_steps=2, progress=False)
+    assert info["step"] == 2 and pd.read_csv(tmp_path / "rk" / "log.csv")["loss_largest"].notna().all()
+    with pytest.raises(UserError, match="teacher='widest' is invalid"):
+        SupernetSettings(teacher="widest")
+    with pytest.raises(UserError, match="slimmable network has none"):
+        train_supernet(Slimming(big, "tiny"), digits, s, tmp_path / "slim", max_steps=1, progress=False)

@@ -6,7 +6,8 @@ picks n archs spread evenly over the space's latency range (not only its extreme
 trains every step and so flatters), scores each with the supernet and with stand-alone training
 (mnas.search.estimators.TrainEstimator) under several seeds, and writes to runs/rank_check/<device>/<timestamp>/:
 rank.csv (one row per arch: supernet_acc, standalone_acc = mean over seeds, one standalone_seed<s> column per
-seed, latency, supernet_s per estimate, standalone_s summed over seeds), rank.png (scatter), summary.json.
+seed, latency, supernet_s per estimate, standalone_s summed over seeds), rank.png (scatter), summary.json, and
+bias.csv (which kinds of choice, kernel, SE, widths..., the estimate favours beyond stand-alone: mnas.bench.bias).
 It prints Kendall tau and Spearman rho between the two, and the stand-alone reference's own seed-to-seed tau:
 the ceiling, since no estimator can agree with the reference better than the reference agrees with itself.
 Rerun with out_dir=<that folder> to resume.
@@ -46,6 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mnas.bench.bias import bias_table
 from mnas.bench.picks import fill_gaps, iso_window, spread_archs, window_archs, window_hand_designs
 from mnas.bench.references import check_reference, from_runs, load_reference
 from mnas.cli import register_schema
@@ -155,7 +157,7 @@ def _timed(fn, arch_string: str, seed: int) -> tuple[float, float]:
 
 def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Path, resolution: int = 32,
                num_classes: int = 10, title: str = "", jobs: int = 1, known: dict | None = None,
-               hand: dict | None = None, repeats: dict | None = None) -> dict:
+               hand: dict | None = None, repeats: dict | None = None, space=None) -> dict:
     """Fill rank.csv in out_dir (cells already there are kept: resume), then write rank.png and summary.json.
     supernet_fn(arch) and standalone_fn(arch, seed) return validation accuracies; with jobs > 1 the stand-alone
     runs go to that many worker processes (standalone_fn must then be picklable, e.g. a Standalone). known maps
@@ -163,7 +165,8 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
     another rank_check); hand maps archs to the hand design's name they are (the `hand` column). repeats maps a
     supernet seed to another estimator of the same kind trained with that seed (column supernet_acc_seed<s>): the
     summary then says how well the estimator agrees with itself (estimator_retest_tau) and how the mean over all
-    its supernets ranks (mean_estimate_tau)."""
+    its supernets ranks (mean_estimate_tau). With the space, bias.csv says which kinds of choice the estimate
+    favours beyond stand-alone training (mnas.bench.bias; the mean estimate's with repeats)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rank.csv"
     cols = [f"standalone_seed{s}" for s in seeds]
@@ -230,6 +233,14 @@ def rank_check(archs, latency_fn, supernet_fn, standalone_fn, seeds, out_dir: Pa
           f"seeds tau {summary['supernet_vs_single_seed_tau']:.3f}; stand-alone accuracy vs MACs tau "
           f"{summary['standalone_vs_macs_tau']:.3f} ({mlo:.2f} to {mhi:.2f}); {summary['supernet_s_per_arch']:.1f} s "
           f"per supernet estimate, {summary['standalone_s_per_run']:.0f} s per stand-alone run -> {out_dir}")
+    if space is not None:
+        estimate = df[["supernet_acc", *extra]].mean(axis=1)
+        table = bias_table(space, [ArchConfig.from_string(a) for a in df["arch"]], estimate, df["standalone_acc"])
+        if table is not None and len(table):
+            table.to_csv(out_dir / "bias.csv", index=False)
+            top = table.reindex(table["tau_residual"].abs().sort_values(ascending=False).index).head(3)
+            print("choices the estimate favours beyond stand-alone training (tau with its rank residual, bias.csv): "
+                  + ", ".join(f"{r.kind} {r.tau_residual:+.2f}" for r in top.itertuples()))
     if extra:
         print(f"the estimator against itself, {len(extra) + 1} supernets of other training seeds: Kendall tau "
               f"{summary['estimator_retest_tau']:.3f} (mean over pairs); their mean estimate vs stand-alone tau "
@@ -345,7 +356,7 @@ def main(cfg):
           f"{'; hand designs: ' + ', '.join(hand.values()) if hand else ''} -> {out_dir}")
     return rank_check(archs, latency_fn, supernet, standalone_fn, seeds, out_dir, resolution, data.num_classes,
                       title=f"{space.name} on {d['name']} ({resolution}px proxy){variant(e)}", jobs=c["jobs"],
-                      known=known, hand=hand, repeats=repeats)
+                      known=known, hand=hand, repeats=repeats, space=space)
 
 
 if __name__ == "__main__":

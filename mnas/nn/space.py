@@ -83,11 +83,13 @@ class Space:
     def random_arch(self, rng: random.Random) -> ArchConfig:
         return self.sample(lambda name, options: rng.choice(options))
 
-    def extreme(self, largest: bool) -> ArchConfig:
-        """The largest (deepest, widest, k7, max t, SE, h-swish) or smallest arch of the space."""
+    def extreme(self, largest: bool, kernel_rng: random.Random | None = None) -> ArchConfig:
+        """The largest (deepest, widest, k7, max t, SE, h-swish) or smallest arch of the space; with kernel_rng,
+        each block's kernel drawn at random from its stage's choices instead."""
         f = max if largest else min
-        return self.sample(lambda name, options: f(options, key=lambda v: (v == "hswish", v) if isinstance(v, str)
-                                                   else v))
+        key = lambda v: (v == "hswish", v) if isinstance(v, str) else v  # noqa: E731
+        return self.sample(lambda name, options: kernel_rng.choice(options)
+                           if kernel_rng and name.endswith("_kernel") else f(options, key=key))
 
     def params_for(self, arch: ArchConfig) -> dict | None:
         """The trial parameters that make `sample` return `arch` (ignoring num_classes/resolution), or None."""

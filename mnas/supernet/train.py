@@ -64,6 +64,8 @@ class SupernetSettings:
     augment: bool = True
     seed: int = 0
     precision: str = "fp32"  # "bf16": forward passes under CPU/GPU autocast to bfloat16 (weights, optimizer fp32)
+    teacher: str = "largest"  # the arch trained on the labels first each step: the space's largest, or
+    #                           "random_kernel": the largest with each block's kernel drawn anew every step
 
     def __post_init__(self):
         for k in ("epochs", "batch_size", "resolution", "max_stride"):
@@ -71,6 +73,8 @@ class SupernetSettings:
                 raise UserError(f"supernet {k}={getattr(self, k)!r} is invalid: use a positive integer")
         if not self.lr > 0 or self.n_random < 0:
             raise UserError(f"supernet lr={self.lr}, n_random={self.n_random}: lr must be > 0, n_random >= 0")
+        if self.teacher not in TEACHERS:
+            raise UserError(f"supernet teacher={self.teacher!r} is invalid: use one of {', '.join(TEACHERS)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"supernet precision={self.precision!r} is invalid: use one of {', '.join(PRECISIONS)}")
         if not self.smallest and self.n_random == 0:
@@ -79,7 +83,9 @@ class SupernetSettings:
 
 
 PRECISIONS = ("fp32", "bf16")
-LATER_OPTIONS = {"smallest": True, "precision": "fp32"}  # added after VERSION 1, at the defaults of the old training
+TEACHERS = ("largest", "random_kernel")
+# options added after VERSION 1, at the defaults of the old training
+LATER_OPTIONS = {"smallest": True, "precision": "fp32", "teacher": "largest"}
 
 
 def settings_key(s: SupernetSettings) -> dict:
@@ -127,10 +133,14 @@ def _shard(split: Split, rank: int, world: int, seed: int) -> Split:
     return split.take(perm[rank * m:(rank + 1) * m].sort().values)
 
 
-def sandwich(space: Space | Slimming, step: int, n_random: int, seed: int, largest, smallest=None) -> list:
-    """The archs trained at `step`: largest first (the teacher), smallest (unless None), then n_random seeded
-    random ones."""
+def sandwich(space: Space | Slimming, step: int, n_random: int, seed: int, largest, smallest=None,
+             teacher: str = "largest") -> list:
+    """The archs trained at `step`: largest first (the teacher; with teacher="random_kernel" its kernels drawn
+    from their own seeded stream, so the other archs stay those of the default), smallest (unless None), then
+    n_random seeded random ones."""
     rng = random.Random(seed * 1_000_003 + step)
+    if teacher == "random_kernel":
+        largest = space.extreme(largest=True, kernel_rng=random.Random(f"teacher {seed} {step}"))
     return [largest] + ([smallest] if smallest is not None else []) + [space.random_arch(rng) for _ in range(n_random)]
 
 
@@ -238,6 +248,9 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
         print(f"warning: precision=bf16 on a CPU without AVX-512 (PyTorch reports "
               f"{torch.backends.cpu.get_cpu_capability()}): convolutions take PyTorch's slow path, measured 14x "
               "slower than fp32 on such a CPU; check with python -m mnas.bench.supernet_speed", file=sys.stderr)
+    if s.teacher != "largest" and not isinstance(space, Space):
+        raise UserError(f"supernet teacher={s.teacher} needs a search space with kernel choices; a slimmable "
+                        "network has none: use teacher=largest")
     largest, smallest = space.extreme(largest=True), space.extreme(largest=False) if s.smallest else None
     bar = tqdm(total=total, initial=step, desc="supernet", unit="step",
                disable=not progress or rank != 0 or not sys.stderr.isatty())
@@ -255,7 +268,8 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
         rate = lr_at(step, total, peak, warmup)
         for g in opt.param_groups:
             g["lr"] = rate
-        losses = train_step(net, opt, sandwich(space, step, s.n_random, s.seed, largest, smallest), x, y, s, world)
+        archs = sandwich(space, step, s.n_random, s.seed, largest, smallest, s.teacher)
+        losses = train_step(net, opt, archs, x, y, s, world)
         if not all(math.isfinite(v) for v in losses):
             raise UserError(f"supernet training diverged (losses {losses} at step {step}): lower lr (now {s.lr})")
         step, images = step + 1, images + len(losses) * len(y) * world
