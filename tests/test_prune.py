@@ -286,7 +286,7 @@ def test_oneshot_scores_slimmings_and_resumes(digits, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the slimmable network's cache: runs/supernets/ under the working directory
     deploy = ARCHS["mobilenet_v2"]
     small = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
-    o = OneShot(epochs=1, min_width=0.5, n_random=1, final_init="scratch")
+    o = OneShot(epochs=1, min_width=0.5, n_random=1, final_init="scratch", lr=0.05)
     s = Settings(delta=0.1, max_iterations=3, **dict(FAST, finetune_steps=5))  # finetune_steps: ignored
     calls = []
 
@@ -302,6 +302,7 @@ def test_oneshot_scores_slimmings_and_resumes(digits, tmp_path, monkeypatch):
                   label="v2", progress=False)
     cached = list((tmp_path / "runs" / "supernets").glob("*/checkpoint.pt"))
     assert len(cached) == 1 and list(read_history(out)["iteration"]) == [0, 1]
+    assert json.loads((cached[0].parent / "settings.json").read_text())["lr"] == 0.05  # slim_lr reaches it
     stamp = cached[0].stat().st_mtime_ns
     result = run_prune(deploy, small, "0.75x", mac_latency, out, s, lambda a: [mac_latency(x) for x in a],
                        final_steps=3, oneshot=o, label="v2", compare=("mobilenet_v2", 0.35), progress=False)
@@ -332,6 +333,7 @@ def test_oneshot_scores_slimmings_and_resumes(digits, tmp_path, monkeypatch):
     (["method=magic"], "method='magic' is invalid: use one of surgery, oneshot"),
     (["method=oneshot", "final_init=warm"], "final_init='warm' is invalid: use one of finetune, scratch"),
     (["method=oneshot", "slim_min_width=0"], "slim_min_width=0.0 is invalid"),
+    (["method=oneshot", "slim_lr=-0.1"], "slim_lr=-0.1 is invalid: use a positive learning rate"),
     (["method=oneshot", "target=0.01x"], "at the slimmable network's narrowest widths"),
 ])
 def test_cli_bad_oneshot_options_are_one_line_exit_2(args, message, tmp_path):

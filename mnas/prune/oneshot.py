@@ -27,6 +27,7 @@ class OneShot:
     min_width: float = 0.25     # no unit is trained, or pruned, below this fraction of its width
     n_random: int = 2           # random slimmings per step, besides the largest and the smallest
     final_init: str = "scratch"  # the chosen widths: "finetune" from the slimmable weights | "scratch"
+    lr: float = 0.1             # the slimmable training's peak lr (batch 128); its passes' gradients add up
 
     def __post_init__(self):
         if self.final_init not in FINAL_INITS:
@@ -34,6 +35,8 @@ class OneShot:
         if not isinstance(self.epochs, int) or self.epochs < 1 or self.n_random < 0:
             raise UserError(f"slim_epochs={self.epochs!r}, slim_n_random={self.n_random!r}: use epochs >= 1 and "
                             "n_random >= 0")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise UserError(f"slim_lr={self.lr!r} is invalid: use a positive learning rate")
         if not 0 < self.min_width <= 1:
             raise UserError(f"slim_min_width={self.min_width!r} is invalid: use a fraction in (0, 1]")
 
@@ -46,11 +49,11 @@ def train_slimmable(deploy: ArchConfig, label: str, data, o: OneShot, seed: int,
                     max_stride: int, step: int = 8, min_channels: int = 8, progress: bool = True,
                     root=CACHE_DIR) -> tuple[Slimmable, dict]:
     """The slimmable network of `deploy` trained (or resumed, or loaded from the cache) with the supernet recipe
-    (mnas.supernet.train defaults: batch 128, lr 0.1, cosine, label smoothing, augmentation): (network, start
+    (mnas.supernet.train defaults but the lr: batch 128, cosine, label smoothing, augmentation): (network, start
     info for start.json: source, steps, sub-network passes, cache dir)."""
     sl = slimming(deploy, label, o, step, min_channels)
     settings = SupernetSettings(epochs=o.epochs, n_random=o.n_random, smallest=True, resolution=proxy_resolution,
-                                max_stride=max_stride, seed=seed)
+                                max_stride=max_stride, seed=seed, lr=float(o.lr))
     out = cache_dir(sl, data, settings, root)
     if progress and not (out / "checkpoint.pt").exists():
         print(f"training {sl.name} on {data.name} ({o.epochs} epoch(s) at {proxy_resolution}px, largest + smallest "
