@@ -1,7 +1,9 @@
 """Control for slim_steps.py: the plain MobileNetV2 1.0 proxy network (no slimming, no other passes) trained on the
 same batches with the same optimizer and lr schedule; per-step loss and gradient norm.
 
-    python runs/results/prune-v2-oneshot-cpu/standalone_steps.py <lr> [steps]
+    python runs/results/prune-v2-oneshot-cpu/standalone_steps.py <lr> [steps] [zero]
+
+`zero`: each residual block's last BatchNorm scale starts at zero (the block starts as the identity).
 """
 import sys
 
@@ -20,6 +22,11 @@ torch.set_num_threads(1)
 torch.manual_seed(0)
 data = load(**config_args({"name": "fmnist_cluttered", "val_size": 10000}, 0))
 net = build(proxy_arch(get_model("mobilenet_v2", 1.0), 10, 8)).to(memory_format=torch.channels_last)
+if len(sys.argv) > 3 and sys.argv[3] == "zero":
+    arch = proxy_arch(get_model("mobilenet_v2", 1.0), 10, 8)
+    for b, blk in zip(arch.blocks, net.blocks):
+        if b.residual:
+            torch.nn.init.zeros_(blk.bn3.weight)
 s = SupernetSettings(lr=lr)
 opt = make_optimizer(net, s)
 it = iter(batches(data.train, 128, 32, shuffle=True, augment=True, seed=0, drop_last=True))
