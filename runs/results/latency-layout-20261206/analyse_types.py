@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from analyse import fit, held_out  # this folder's analyse.py
 
 from mnas.latency.predict import op_latencies
 from mnas.nn.arch import ArchConfig
@@ -28,28 +28,9 @@ y = df.net_all.values
 PRED = {"a + b*ops": ["ops"], "per type": ["stem", "ds", "ir", "head", "classifier"], "ops + edges": ["ops", "edges"],
         "per type + edges": ["stem", "ds", "ir", "head", "classifier", "edges"]}
 
-
-def fit(X, y):
-    A = np.c_[np.ones(len(y)), X] / y[:, None]
-    return np.linalg.lstsq(A, np.ones(len(y)), rcond=None)[0]
-
-
-rows = []
 for name, cols in PRED.items():
-    pred = np.empty(len(df))
-    for fam in df.family.unique():
-        held = (df.family == fam).values
-        coef = fit(F.loc[~held, cols].values, y[~held])
-        pred[held] = np.c_[np.ones(held.sum()), F.loc[held, cols].values] @ coef
-    err = pred / y - 1
-    for fam in list(df.family.unique()) + ["all"]:
-        m = np.ones(len(df), bool) if fam == "all" else (df.family == fam).values
-        e = err[m]
-        rows.append({"calibration": name, "family": fam, "n": int(m.sum()), "within10": (abs(e) <= 0.1).mean(),
-                     "mape": abs(e).mean(), "worst": e[np.argmax(abs(e))],
-                     "tau": stats.kendalltau(pred[m], y[m])[0]})
     print(name, "fit on all:", np.round(fit(F[cols].values, y), 3))
-print(pd.DataFrame(rows).round(3).to_string(index=False))
+print(held_out(F, y, df.family, PRED, "calibration").round(3).to_string(index=False))
 coef = fit(F[["ops"]].values, y)
 e = (coef[0] + coef[1] * F.ops) / y - 1
 print("mean signed error, one fit on all 71:", e.groupby(df.family).agg(["mean", "std"]).round(3).to_dict("index"))

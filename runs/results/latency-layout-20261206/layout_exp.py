@@ -11,7 +11,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import torch
@@ -57,7 +56,8 @@ def main(out: Path, n: int = 20):
     for level in LEVELS:
         ms = []
         for i in range(0, len(archs), 10):
-            rs = [runner(build(a).eval(), torch.randn(1, 3, a.resolution, a.resolution), level) for a in archs[i:i + 10]]
+            rs = [runner(build(a).eval(), torch.randn(1, 3, a.resolution, a.resolution), level)
+                  for a in archs[i:i + 10]]
             ms += list(summarize(time_alone(rs, 60, 10), "min")["ms"])
         nets[level] = ms
         print(f"networks at {level}: {time.time() - t0:.0f} s", flush=True)
