@@ -1,6 +1,7 @@
 """Supernet: sub-networks equal their extracted models, training learns, kill-and-resume is exact,
 estimator=supernet drives a search, the CLI trains and resumes (tiny space, digits, 32x32)."""
 import dataclasses
+import json
 import random
 import subprocess
 import sys
@@ -349,3 +350,36 @@ def test_teacher_with_random_kernels(space, digits, tmp_path):
         SupernetSettings(teacher="widest")
     with pytest.raises(UserError, match="slimmable network has none"):
         train_supernet(Slimming(big, "tiny"), digits, s, tmp_path / "slim", max_steps=1, progress=False)
+
+
+def test_classifier_lr_scaled_by_the_size_of_its_input(digits, tmp_path):
+    """classifier_lr=auto: a MobileNetV2 slimmable network (1280 pooled ReLU6 features into its classifier) gets a
+    classifier lr well below the schedule's, a MobileNetV3 one (a hidden layer's small outputs) the schedule's;
+    measuring leaves the BatchNorm statistics as they were; the factor is in settings.json and the checkpoint, a
+    resumed run keeps it, and the optimizer's classifier group steps at lr x factor."""
+    from mnas.supernet.slimmable import Slimmable, Slimming
+    from mnas.supernet.train import classifier_lr_factor, settings_key
+    from mnas.train import load_state, lr_at
+    x = torch.stack([digits.train.images[i] for i in range(32)]).float()
+    x = torch.nn.functional.interpolate(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x, size=32)
+    v2 = Slimmable(Slimming(get_model("mobilenet_v2", 0.35), "v2"), 10)
+    before = {k: v.clone() for k, v in v2.state_dict().items()}
+    f2 = classifier_lr_factor(v2, v2.slimming.start, x)
+    assert 0 < f2 < 0.2 and all(v.equal(before[k]) for k, v in v2.state_dict().items())
+    v3 = Slimmable(Slimming(get_model("mobilenet_v3_small", 1.0), "v3"), 10)
+    assert classifier_lr_factor(v3, v3.slimming.start, x) == 1.0
+    assert "classifier_lr" not in settings_key(SupernetSettings())  # cached supernets keep their keys
+    sl = Slimming(get_model("mobilenet_v2", 0.35), "v2", min_width=0.5)
+    s = SupernetSettings(epochs=1, **dict(FAST, max_stride=8), smallest=True, classifier_lr="auto")
+    _, info = train_supernet(sl, digits, s, tmp_path / "v2", max_steps=2, progress=False)
+    factor = json.loads((tmp_path / "v2" / "settings.json").read_text())["classifier_lr_factor"]
+    ck = load_state(tmp_path / "v2" / "checkpoint.pt", "test")
+    assert 0 < factor < 0.2 and ck["fc_factor"] == factor
+    _, info = train_supernet(sl, digits, s, tmp_path / "v2", max_steps=3, progress=False)  # resumed
+    ck = load_state(tmp_path / "v2" / "checkpoint.pt", "test")
+    groups = ck["optimizer"]["param_groups"]
+    assert info["step"] == 3 and ck["fc_factor"] == factor and groups[-1]["lr_scale"] == factor
+    assert groups[-1]["lr"] == pytest.approx(groups[0]["lr"] * factor)
+    assert groups[0]["lr"] == pytest.approx(lr_at(2, ck["total"], s.lr * s.batch_size / 128, max(1, ck["total"] // 30)))
+    with pytest.raises(UserError, match="classifier_lr='big' is invalid"):
+        SupernetSettings(classifier_lr="big")

@@ -52,6 +52,7 @@ class PruneConfig:
     slim_min_width: float = 0.25
     slim_n_random: int = 2
     slim_lr: float = 0.1
+    slim_classifier_lr: str = "auto"
     final_init: str = "scratch"
     seed: int = 0
     resume: Optional[str] = None
@@ -82,7 +83,8 @@ def main(cfg) -> dict:
     if method not in METHODS:
         raise UserError(f"method={method!r} is invalid: use one of {', '.join(METHODS)}")
     oneshot = OneShot(c["slim_epochs"], c["slim_min_width"], c["slim_n_random"], c["final_init"],
-                      c.get("slim_lr", 0.1)) if method == "oneshot" else None  # runs saved before slim_lr: 0.1
+                      c.get("slim_lr", 0.1), c.get("slim_classifier_lr", "same")) if method == "oneshot" else None
+    # runs saved before slim_lr / slim_classifier_lr: 0.1 / same
     check_target(deploy, c["target"], latency_fn, s, oneshot)  # a bad target fails before a run folder is made
     d = c["data"]
     data = load(**config_args(d, c["seed"]))

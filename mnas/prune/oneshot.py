@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
 from mnas.supernet.slimmable import Slimmable, Slimming
-from mnas.supernet.train import CACHE_DIR, SupernetSettings, cache_dir, train_supernet
+from mnas.supernet.train import CACHE_DIR, CLASSIFIER_LRS, SupernetSettings, cache_dir, train_supernet
 
 METHODS = ("surgery", "oneshot")
 FINAL_INITS = ("finetune", "scratch")
@@ -28,6 +28,8 @@ class OneShot:
     n_random: int = 2           # random slimmings per step, besides the largest and the smallest
     final_init: str = "scratch"  # the chosen widths: "finetune" from the slimmable weights | "scratch"
     lr: float = 0.1             # the slimmable training's peak lr (batch 128); its passes' gradients add up
+    classifier_lr: str = "auto"  # "auto": the final linear layer's lr scaled down by its input's size
+    #                              (mnas.supernet.train.FC_REF; MobileNetV2 at lr 0.1 diverges without) | "same"
 
     def __post_init__(self):
         if self.final_init not in FINAL_INITS:
@@ -37,6 +39,9 @@ class OneShot:
                             "n_random >= 0")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise UserError(f"slim_lr={self.lr!r} is invalid: use a positive learning rate")
+        if self.classifier_lr not in CLASSIFIER_LRS:
+            raise UserError(f"slim_classifier_lr={self.classifier_lr!r} is invalid: use one of "
+                            f"{', '.join(CLASSIFIER_LRS)}")
         if not 0 < self.min_width <= 1:
             raise UserError(f"slim_min_width={self.min_width!r} is invalid: use a fraction in (0, 1]")
 
@@ -53,7 +58,8 @@ def train_slimmable(deploy: ArchConfig, label: str, data, o: OneShot, seed: int,
     info for start.json: source, steps, sub-network passes, cache dir)."""
     sl = slimming(deploy, label, o, step, min_channels)
     settings = SupernetSettings(epochs=o.epochs, n_random=o.n_random, smallest=True, resolution=proxy_resolution,
-                                max_stride=max_stride, seed=seed, lr=float(o.lr))
+                                max_stride=max_stride, seed=seed, lr=float(o.lr),
+                                classifier_lr=o.classifier_lr)
     out = cache_dir(sl, data, settings, root)
     if progress and not (out / "checkpoint.pt").exists():
         print(f"training {sl.name} on {data.name} ({o.epochs} epoch(s) at {proxy_resolution}px, largest + smallest "

@@ -66,6 +66,8 @@ class SupernetSettings:
     precision: str = "fp32"  # "bf16": forward passes under CPU/GPU autocast to bfloat16 (weights, optimizer fp32)
     teacher: str = "largest"  # the arch trained on the labels first each step: the space's largest, or
     #                           "random_kernel": the largest with each block's kernel drawn anew every step
+    classifier_lr: str = "same"  # "auto": the final linear layer's weights step at lr * min(1, FC_REF / E|f|^2),
+    #                              f its input, measured once at the start (classifier_lr_factor)
 
     def __post_init__(self):
         for k in ("epochs", "batch_size", "resolution", "max_stride"):
@@ -75,6 +77,8 @@ class SupernetSettings:
             raise UserError(f"supernet lr={self.lr}, n_random={self.n_random}: lr must be > 0, n_random >= 0")
         if self.teacher not in TEACHERS:
             raise UserError(f"supernet teacher={self.teacher!r} is invalid: use one of {', '.join(TEACHERS)}")
+        if self.classifier_lr not in CLASSIFIER_LRS:
+            raise UserError(f"classifier_lr={self.classifier_lr!r} is invalid: use one of {', '.join(CLASSIFIER_LRS)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"supernet precision={self.precision!r} is invalid: use one of {', '.join(PRECISIONS)}")
         if not self.smallest and self.n_random == 0:
@@ -84,8 +88,15 @@ class SupernetSettings:
 
 PRECISIONS = ("fp32", "bf16")
 TEACHERS = ("largest", "random_kernel")
+CLASSIFIER_LRS = ("same", "auto")
 # options added after VERSION 1, at the defaults of the old training
-LATER_OPTIONS = {"smallest": True, "precision": "fp32", "teacher": "largest"}
+LATER_OPTIONS = {"smallest": True, "precision": "fp32", "teacher": "largest", "classifier_lr": "same"}
+# The squared norm of the classifier's input at which its lr is left alone. The step of the final linear layer
+# moves the logits by lr * |f|^2 per unit of gradient; MobileNetV3 heads feed it a hidden layer's small outputs
+# (E|f|^2 ~2 at init), MobileNetV1/V2 their 1024/1280 pooled ReLU features, non-negative, E|f|^2 ~300 (two
+# thirds of it their common mean): at lr 0.1 the batch's mean logits swing from class to class, the network
+# predicts 1-3 classes per batch and its loss climbs above chance (runs/results/prune-v2-slimmable-lr/).
+FC_REF = 10.0
 
 
 def settings_key(s: SupernetSettings) -> dict:
@@ -178,12 +189,40 @@ def train_step(net: Supernet, opt, archs, x, y, s: SupernetSettings, world: int 
     return losses
 
 
-def make_optimizer(net: Supernet, s: SupernetSettings) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum; no weight decay on BatchNorm, biases and the kernel transforms."""
-    decay = [p for n, p in net.named_parameters() if p.ndim > 1 and ".transforms." not in n]
+def _classifier(net):
+    """The classifier module (pool, optional hidden layer, dropout, fc) of a Supernet or a Slimmable."""
+    return next(m for n, m in net.named_modules() if n.rsplit(".", 1)[-1] == "classifier")
+
+
+@torch.no_grad()
+def classifier_lr_factor(net: Supernet | Slimmable, arch, x) -> float:
+    """min(1, FC_REF / E|f|^2), f the final linear layer's input for `arch` on batch x in training mode (batch
+    statistics); BatchNorm running statistics are left as they were."""
+    buffers = {k: v.clone() for k, v in net.state_dict().items() if "running_" in k or "num_batches" in k}
+    seen = []
+    hook = _classifier(net).dropout.register_forward_hook(lambda m, i, o: seen.append(i[0].float()))
+    was = net.training
+    try:
+        net.train()
+        net.set_active(arch)
+        net(x)
+    finally:
+        hook.remove()
+        net.train(was)
+        net.load_state_dict(buffers, strict=False)
+    return min(1.0, FC_REF / max(float(seen[0].pow(2).sum(1).mean()), 1e-12))
+
+
+def make_optimizer(net: Supernet, s: SupernetSettings, fc_factor: float = 1.0) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; no weight decay on BatchNorm, biases and the kernel transforms; the final
+    linear layer's weights in a group of their own whose lr is the schedule's times `fc_factor` (`lr_scale`)."""
+    fc = _classifier(net).fc.weight if fc_factor != 1.0 else None
+    decay = [p for n, p in net.named_parameters() if p.ndim > 1 and ".transforms." not in n and p is not fc]
     rest = [p for n, p in net.named_parameters() if not (p.ndim > 1 and ".transforms." not in n)]
-    return torch.optim.SGD([{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                           lr=s.lr, momentum=0.9, nesterov=True)
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if fc is not None:
+        groups.append({"params": [fc], "weight_decay": s.weight_decay, "lr_scale": fc_factor})
+    return torch.optim.SGD(groups, lr=s.lr, momentum=0.9, nesterov=True)
 
 
 def _rng_states(world: int) -> list:
@@ -228,7 +267,19 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
     if step >= stop:
         return net, info()
 
-    opt = make_optimizer(net, s)
+    largest, smallest = space.extreme(largest=True), space.extreme(largest=False) if s.smallest else None
+    if ck is not None:
+        fc_factor = ck.get("fc_factor", 1.0)
+    elif s.classifier_lr == "auto":
+        x0 = next(iter(loader))[0].to(device, memory_format=fmt)
+        fc_factor = classifier_lr_factor(net, largest, x0)
+        if world > 1:  # rank 0's measure on every rank: the same optimizer everywhere
+            t = torch.tensor([fc_factor], dtype=torch.float64, device=device)
+            dist.broadcast(t, 0)
+            fc_factor = float(t)
+    else:
+        fc_factor = 1.0
+    opt = make_optimizer(net, s, fc_factor)
     if ck is not None:
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["rng"][rank][0])
@@ -242,7 +293,8 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "settings.json").write_text(json.dumps({"space": space.name, "data": data.name,
                                                             "train_images": len(data.train), "world": world,
-                                                            **dataclasses.asdict(s)}, indent=2))
+                                                            **dataclasses.asdict(s), "classifier_lr_factor": fc_factor},
+                                                           indent=2))
     if s.precision == "bf16" and device.type == "cpu" and rank == 0 and \
             "AVX512" not in torch.backends.cpu.get_cpu_capability():
         print(f"warning: precision=bf16 on a CPU without AVX-512 (PyTorch reports "
@@ -251,7 +303,6 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
     if s.teacher != "largest" and not isinstance(space, Space):
         raise UserError(f"supernet teacher={s.teacher} needs a search space with kernel choices; a slimmable "
                         "network has none: use teacher=largest")
-    largest, smallest = space.extreme(largest=True), space.extreme(largest=False) if s.smallest else None
     bar = tqdm(total=total, initial=step, desc="supernet", unit="step",
                disable=not progress or rank != 0 or not sys.stderr.isatty())
     net.train()
@@ -267,7 +318,7 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
         x, y = x.to(device, memory_format=fmt), y.to(device)
         rate = lr_at(step, total, peak, warmup)
         for g in opt.param_groups:
-            g["lr"] = rate
+            g["lr"] = rate * g.get("lr_scale", 1.0)
         archs = sandwich(space, step, s.n_random, s.seed, largest, smallest, s.teacher)
         losses = train_step(net, opt, archs, x, y, s, world)
         if not all(math.isfinite(v) for v in losses):
@@ -283,7 +334,8 @@ def train_supernet(space: Space | Slimming, data: Dataset, s: SupernetSettings, 
                        loss_others=sum(sum(w[1:]) / max(1, len(w) - 1) for w in window) / len(window),
                        subnet_img_per_s=len(window) * len(losses) * len(y) * world / (now - t0), seconds=seconds)
             state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "total": total,
-                     "world": world, "seconds": seconds, "rng": _rng_states(world), "settings": settings_key(s)}
+                     "world": world, "seconds": seconds, "rng": _rng_states(world), "settings": settings_key(s),
+                     "fc_factor": fc_factor}
             if rank == 0:
                 save_state(ckpt_path, state)
                 _log(out_dir / "log.csv", row)
