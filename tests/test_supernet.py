@@ -361,7 +361,7 @@ def test_classifier_lr_scaled_by_the_size_of_its_input(digits, tmp_path):
     from mnas.supernet.train import classifier_lr_factor, settings_key
     from mnas.train import load_state, lr_at
     x = torch.stack([digits.train.images[i] for i in range(32)]).float()
-    x = torch.nn.functional.interpolate(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x, size=32)
+    x = torch.nn.functional.interpolate(x.expand(-1, 3, -1, -1), size=32)  # digits: 1 channel, 8x8
     v2 = Slimmable(Slimming(get_model("mobilenet_v2", 0.35), "v2"), 10)
     before = {k: v.clone() for k, v in v2.state_dict().items()}
     f2 = classifier_lr_factor(v2, v2.slimming.start, x)
