@@ -81,8 +81,8 @@ def history_rows(path) -> int:
 def test_prune_sigkill_then_resume_is_exact(tmp_path):
     run = tmp_path / "run"
     args = ["mnas.prune", "model=mobilenet_v3_small", "width=0.5", "device=pixel", "target=0.8x", "data=digits",
-            "scale=quick", "init_steps=4", "finetune_steps=1", "final_steps=2", "eval_images=64", "batch_size=32",
-            "delta=0.05", "delta_decay=1.0", "threads=1"]
+            "method=surgery", "scale=quick", "init_steps=4", "finetune_steps=1", "final_steps=2", "eval_images=64",
+            "batch_size=32", "delta=0.05", "delta_decay=1.0", "threads=1"]
     kill_when(start(args + [f"out_dir={run}"]), lambda: history_rows(run / "history.csv") >= 2)
     before = pd.read_csv(run / "history.csv")
     assert 2 <= len(before) and not (run / "result.json").exists(), "the run should have been killed mid-way"

@@ -47,7 +47,7 @@ class PruneConfig:
     measure_repeats: int = 30
     threads: Optional[int] = None
     jobs: int = 1
-    method: str = "surgery"
+    method: str = "oneshot"
     slim_epochs: int = 1
     slim_min_width: float = 0.25
     slim_n_random: int = 2
@@ -79,7 +79,7 @@ def main(cfg) -> dict:
     deploy, checkpoint, compare = resolve_input(c)
     s.check()
     check_seeds(c.get("compare_seeds", 1))
-    method = c.get("method", "surgery")
+    method = c.get("method", "surgery")  # runs saved before the method key pruned by surgery
     if method not in METHODS:
         raise UserError(f"method={method!r} is invalid: use one of {', '.join(METHODS)}")
     oneshot = OneShot(c["slim_epochs"], c["slim_min_width"], c["slim_n_random"], c["final_init"],
