@@ -228,7 +228,9 @@ def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     digits = dataclasses.replace(digits, val=digits.val.take(slice(0, 64)), test=digits.test.take(slice(0, 64)))
     s = Settings(delta=0.2, proxy_resolution=16, **FAST)
     result = run_prune(deploy, digits, "0.85x", mac_latency, tmp_path, s, init_steps=2, final_steps=1,
-                       compare=("mobilenet_v2", 0.35), device="stand-in", progress=False)
+                       compare=("mobilenet_v2", 0.35), device="stand-in", progress=False,
+                       measure_fn=lambda archs: [mac_latency(a) for a in archs])
+    assert (tmp_path / "width_match.csv").exists()  # measured: the width matched on measured latency
     arch = ArchConfig.from_json((tmp_path / "arch.json").read_text())
     assert arch == ArchConfig.from_string((tmp_path / "arch.txt").read_text().strip()) == \
         ArchConfig.from_string(result["final"]["arch"])
@@ -254,7 +256,7 @@ def test_run_prune_writes_a_loadable_result_and_compares(digits, tmp_path):
     checks = json.loads((tmp_path / "compare.json").read_text())["checks"]
     by = table.groupby("network")["test_acc"].mean()
     name = [n for n in by.index if n.startswith("unpruned")][0]
-    assert checks["runs"] == 2 and checks["latency"] == "predicted"
+    assert checks["runs"] == 2 and checks["latency"] == "measured"  # run 0 was measured
     assert checks["drop"] == pytest.approx(by[name] - by["pruned"])
     std = table.groupby("network")["test_acc"].std()
     assert checks["drop_spread"] == pytest.approx((std[name] ** 2 + std["pruned"] ** 2) ** 0.5)
@@ -342,3 +344,22 @@ def test_cli_bad_oneshot_options_are_one_line_exit_2(args, message, tmp_path):
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_width_baseline_matches_the_measured_latency_when_there_is_one(tmp_path):
+    """On a measured device the width multiplier is matched to the pruned network's *measured* latency: a pruned
+    network that measures 15% slower than predicted gets a wider baseline than the predicted match, and a resumed
+    comparison keeps the width its rows name."""
+    from mnas.prune.run import matching_width, measured_width, width_of_rows
+    start = get_model("mobilenet_v2", 1.0, 224)
+    pruned = get_model("mobilenet_v2", 0.6, 224).replace(num_classes=start.num_classes)
+    w0 = matching_width("mobilenet_v2", 1.0, start, mac_latency(pruned), mac_latency)
+    w = measured_width("mobilenet_v2", 1.0, start, pruned, w0,  # the pruned network is timed 15% slower
+                       lambda archs: [mac_latency(a) * (1.15 if a is pruned else 1.0) for a in archs], tmp_path)
+    table = pd.read_csv(tmp_path / "width_match.csv")
+    assert table["network"].iloc[0] == "pruned" and len(table) >= 4
+    assert w > w0 and mac_latency(get_model("mobilenet_v2", w, 224)) > mac_latency(pruned)
+    chosen = table[table["width"] == w]["minus_pruned_ms"].abs().item()
+    assert chosen == table["minus_pruned_ms"].iloc[1:].abs().min()
+    rows = [{"network": "pruned"}, {"network": "unpruned mobilenet_v2 x1"}, {"network": "mobilenet_v2 x0.705"}]
+    assert width_of_rows(rows, "mobilenet_v2") == 0.705 and width_of_rows(rows[:2], "mobilenet_v2") is None

@@ -126,20 +126,60 @@ def matching_width(model: str, width: float, deploy: ArchConfig, ms: float, late
     return min((lo, hi), key=lambda w: abs(lat(w) - ms))
 
 
+MATCH_STEPS = (-0.1, -0.075, -0.05, -0.025, 0.0, 0.025, 0.05, 0.075, 0.1)  # around the predicted match, relative
+
+
+def measured_width(model: str, width: float, deploy: ArchConfig, pruned: ArchConfig, predicted_w: float,
+                   measure_fn, out_dir: Path) -> float:
+    """On a measured device: the width multiplier whose *measured* latency is closest to the pruned network's,
+    both measured side by side in one call (the host's speed drifts between calls). Candidates: the predicted
+    match +-10% in steps of 2.5% (widths giving the same channels counted once, none above `width`); each
+    candidate's measurement is written to width_match.csv."""
+    arch_of = lambda w: get_model(model, w, deploy.resolution, deploy.num_classes, deploy.in_chans)  # noqa: E731
+    cands = {}
+    for f in MATCH_STEPS:
+        w = round(min(width, max(0.1, predicted_w * (1 + f))), 3)
+        cands.setdefault(arch_of(w).to_string(), w)  # the first (narrowest) width of each distinct network
+    ms = measure_fn([pruned] + [arch_of(w) for w in cands.values()])
+    table = pd.DataFrame({"width": [None, *cands.values()], "network": ["pruned", *(f"{model} x{w:g}" for w in
+                                                                                     cands.values())],
+                          "measured_ms": ms})
+    table["minus_pruned_ms"] = table["measured_ms"] - ms[0]
+    table.to_csv(out_dir / "width_match.csv", index=False)
+    best = table.iloc[1:].loc[table["minus_pruned_ms"].iloc[1:].abs().idxmin()]
+    return float(best["width"])
+
+
+def width_of_rows(rows: list, model: str) -> float | None:
+    """The width of the width-multiplied network already in compare.csv's rows (a resumed comparison keeps it)."""
+    for r in rows:
+        name = str(r["network"])
+        if name.startswith(f"{model} x"):
+            return float(name[len(model) + 2:])
+    return None
+
+
 def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, data, steps: int, latency_fn,
                   measure_fn, out_dir: Path, lr: float, s: Settings, max_stride: int, progress: bool,
                   seeds: int = 1, refit_pruned=None) -> pd.DataFrame:
-    """The pruned network next to the unpruned one and the width-multiplied baseline of its latency, the two
+    """The pruned network next to the unpruned one and the width-multiplied baseline of its latency (its measured
+    latency when measure_fn is given: measured_width; a resumed comparison keeps its width), the two
     trained from scratch for the same total steps, `seeds` times each (seed s.seed + run); measured (each alone,
     warm: mnas.latency.profile.measure_archs) when measure_fn is given. Run 0 of "pruned" is the NetAdapt result;
     `refit_pruned(run) -> (val, test)` gives further runs (the final training repeated with another seed: the
     pruning path is run 0's). One compare.csv row per (network, run); finished rows are kept (resume)."""
     deploy_p = ArchConfig.from_string(pruned["arch"])
-    w = matching_width(model, width, deploy0, pruned["latency_ms"], latency_fn)
-    nets = {"pruned": deploy_p, f"unpruned {model} x{width:g}": deploy0,
-            f"{model} x{w:g}": get_model(model, w, deploy0.resolution, deploy0.num_classes, deploy0.in_chans)}
     path = out_dir / "compare.csv"
     rows = pd.read_csv(path).to_dict("records") if path.exists() else []
+    w = width_of_rows(rows, model)
+    if w is None:
+        w = matching_width(model, width, deploy0, pruned["latency_ms"], latency_fn)
+        if measure_fn:
+            w0, w = w, measured_width(model, width, deploy0, deploy_p, w, measure_fn, out_dir)
+            print(f"compare: width multiplier {w:g} matches the pruned network's measured latency "
+                  f"({w0:g} its predicted one; width_match.csv)")
+    nets = {"pruned": deploy_p, f"unpruned {model} x{width:g}": deploy0,
+            f"{model} x{w:g}": get_model(model, w, deploy0.resolution, deploy0.num_classes, deploy0.in_chans)}
     for r in rows:  # files written before compare_seeds existed hold run 0 only
         r["run"] = 0 if pd.isna(r.get("run", float("nan"))) else int(r["run"])
     done = {(r["network"], r["run"]) for r in rows}
