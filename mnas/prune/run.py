@@ -116,9 +116,14 @@ def train_reference(arch: ArchConfig, data, steps: int, lr: float, s: Settings, 
     return m["val_acc"], m["test_acc"]
 
 
+def width_network(model: str, w: float, deploy: ArchConfig) -> ArchConfig:
+    """Baseline `model` at width multiplier `w`, with the start network's resolution, classes and input channels."""
+    return get_model(model, w, deploy.resolution, deploy.num_classes, deploy.in_chans)
+
+
 def matching_width(model: str, width: float, deploy: ArchConfig, ms: float, latency_fn) -> float:
     """The width multiplier (bisection in [0.1, width], 3 decimals) whose baseline latency is closest to `ms`."""
-    lat = lambda w: latency_fn(get_model(model, w, deploy.resolution, deploy.num_classes, deploy.in_chans))  # noqa
+    lat = lambda w: latency_fn(width_network(model, w, deploy))  # noqa: E731
     lo, hi = 0.1, width
     for _ in range(7):
         mid = round((lo + hi) / 2, 3)
@@ -135,14 +140,13 @@ def measured_width(model: str, width: float, deploy: ArchConfig, pruned: ArchCon
     both measured side by side in one call (the host's speed drifts between calls). Candidates: the predicted
     match +-10% in steps of 2.5% (widths giving the same channels counted once, none above `width`); each
     candidate's measurement is written to width_match.csv."""
-    arch_of = lambda w: get_model(model, w, deploy.resolution, deploy.num_classes, deploy.in_chans)  # noqa: E731
     cands = {}
     for f in MATCH_STEPS:
         w = round(min(width, max(0.1, predicted_w * (1 + f))), 3)
-        cands.setdefault(arch_of(w).to_string(), w)  # the first (narrowest) width of each distinct network
-    ms = measure_fn([pruned] + [arch_of(w) for w in cands.values()])
-    table = pd.DataFrame({"width": [None, *cands.values()], "network": ["pruned", *(f"{model} x{w:g}" for w in
-                                                                                     cands.values())],
+        cands.setdefault(width_network(model, w, deploy).to_string(), w)  # the narrowest width of each network
+    widths = list(cands.values())
+    ms = measure_fn([pruned] + [width_network(model, w, deploy) for w in widths])
+    table = pd.DataFrame({"width": [None, *widths], "network": ["pruned", *(f"{model} x{w:g}" for w in widths)],
                           "measured_ms": ms})
     table["minus_pruned_ms"] = table["measured_ms"] - ms[0]
     table.to_csv(out_dir / "width_match.csv", index=False)
@@ -179,7 +183,7 @@ def compare_width(model: str, width: float, deploy0: ArchConfig, pruned: dict, d
             print(f"compare: width multiplier {w:g} matches the pruned network's measured latency "
                   f"({w0:g} its predicted one; width_match.csv)")
     nets = {"pruned": deploy_p, f"unpruned {model} x{width:g}": deploy0,
-            f"{model} x{w:g}": get_model(model, w, deploy0.resolution, deploy0.num_classes, deploy0.in_chans)}
+            f"{model} x{w:g}": width_network(model, w, deploy0)}
     for r in rows:  # files written before compare_seeds existed hold run 0 only
         r["run"] = 0 if pd.isna(r.get("run", float("nan"))) else int(r["run"])
     done = {(r["network"], r["run"]) for r in rows}
