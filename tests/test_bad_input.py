@@ -51,6 +51,8 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.search space=v9_huge", r"unknown space 'v9_huge': available .*v3_large.*v3_small"),
     ("mnas.search space.name={d}/space.yaml", r"stages\[0\]\.kernel has 4: allowed 3, 5, 7"),
     ("mnas.search resume={d}/nodata", r"resume=.*nodata is not a search run directory"),
+    ("mnas.search rerank.k=3 rerank.seeds=1", r"rerank.seeds=1 is invalid: use a whole number >= 2"),
+    ("mnas.search rerank.k=-1", r"rerank.k=-1 is invalid: use a whole number >= 0"),
     ("mnas.prune resume={d}/nodata", r"resume=.*nodata is not a prune run directory"),
     ("mnas.train resume={d}/nodata", r"resume=.*nodata is not a train run directory"),
     ("mnas.train resume={d}/badconfig", r"badconfig/config.yaml does not parse"),

@@ -174,15 +174,17 @@ def read_cache(path: Path) -> dict | None:
 
 
 def train_all(rows: list[dict], recipe: Recipe, data, seeds: int, cache_dir: Path, threads=None,
-              progress: bool = True, jobs: int = 1) -> tuple[dict, int]:
-    """{(row index, seed): result} for every row and seed, from the cache or trained now (seed-major, each saved at
-    once); and the number trained now. jobs > 1: that many 1-thread worker processes (mnas.workers.run_jobs)."""
+              progress: bool = True, jobs: int = 1, first_seed: int = 0, desc: str = "compare: training"
+              ) -> tuple[dict, int]:
+    """{(row index, seed): result} for every row and seed (first_seed .. first_seed + seeds - 1), from the cache or
+    trained now (seed-major, each saved at once); and the number trained now. jobs > 1: that many 1-thread worker
+    processes (mnas.workers.run_jobs)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = {(i, s): cache_dir / f"{cache_key(r['arch'], r['proxy_resolution'], recipe, s)}.json"
-             for s in range(seeds) for i, r in enumerate(rows)}
+             for s in range(first_seed, first_seed + seeds) for i, r in enumerate(rows)}
     results = {k: read_cache(p) for k, p in paths.items()}
     todo = [k for k, v in results.items() if v is None]
-    bar = tqdm(total=len(todo), desc="compare: training", unit="training", disable=not progress)
+    bar = tqdm(total=len(todo), desc=desc, unit="training", disable=not progress)
 
     tasks = [((i, s), (rows[i]["arch"].to_string(), rows[i]["proxy_resolution"], recipe, s)) for i, s in todo]
     local = lambda arch, res, rec, seed: train_one(ArchConfig.from_string(arch), res, rec, data, seed, threads)  # noqa

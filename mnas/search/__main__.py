@@ -21,6 +21,19 @@ class PipelineConfig:
 
 
 @dataclass
+class RerankConfig:
+    """conf/search.yaml `rerank:` (mnas.search.rerank.RerankSettings takes these keys as they are)."""
+    k: int = 0
+    seeds: int = 2
+    first_seed: int = 100
+    max_steps: int = 600
+    batch_size: int = 64
+    lr: float = 0.1
+    jobs: int = 1
+    cache_dir: str = "runs/compare/cache"
+
+
+@dataclass
 class SearchConfig:
     """The schema of `python -m mnas.search` (conf/search.yaml lists it first: Hydra types and checks every key;
     the values and their comments live in the YAML). The groups are the YAML files they name."""
@@ -40,6 +53,7 @@ class SearchConfig:
     storage: Optional[str] = None
     resume: Optional[str] = None
     out_dir: Optional[str] = None
+    rerank: RerankConfig = field(default_factory=RerankConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
@@ -53,12 +67,13 @@ def main(cfg) -> dict:
     from mnas.latency import Device
     from mnas.nn.space import load_space
     from mnas.search.estimators import make_estimator
+    from mnas.search.rerank import RerankSettings, rerank
 
     c = to_plain(cfg)
     budget = parse_ms(c["budget"])
     device = c["device"]["name"]
     if c.get("resume"):
-        c = resumed_config(c, "search", keep=("n_trials", "timeout"))
+        c = resumed_config(c, "search", keep=("n_trials", "timeout", "rerank"))
         budget, device = parse_ms(c["budget"]), c["device"]["name"]
     space = load_space(c["space"]["name"])
     settings = SearchSettings(budget_ms=budget, sampler=c["sampler"]["name"], objective=c["objective"], w=c["w"],
@@ -69,6 +84,7 @@ def main(cfg) -> dict:
     latency_fn = Device(device)
     check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
     d, e = c["data"], dict(c["estimator"])
+    second = RerankSettings(**(c.get("rerank") or {}))  # bad settings fail before the search
     pipe, pipeline = dict(c.get("pipeline") or {}), None
     if pipe.pop("enabled", False):
         from mnas.pipeline import PipelineSettings
@@ -83,6 +99,8 @@ def main(cfg) -> dict:
                       resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
                                                           "data": d["name"], "estimator": c["estimator"]["name"]},
                       correct_fn=estimator.correct)
+    if second.k:
+        best = rerank(out_dir, space, d, second, max_stride=e.get("max_stride", 8))
     if pipeline is not None:
         from mnas.pipeline import run_pipeline
         run_pipeline(out_dir, estimator, data, latency_fn, device, pipeline)

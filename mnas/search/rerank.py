@@ -1,0 +1,179 @@
+"""The search's second stage (`rerank.k` > 0): its top trials and every hand design within the budget, trained.
+
+The supernet's estimates order archs of equal latency little better than counting MACs (docs/proxy.md: Kendall
+tau 0.29 for the 1-epoch default on 17 archs at 13-16.4 ms, and a second training of the same supernet reorders
+them), so which of a search's top trials is best, and whether it beats a hand design of about the same latency,
+is mostly the luck of one supernet training. This stage settles it the way MnasNet scored every sample: by
+training. The k in-budget trials the estimator rates highest (the final choice among them) and every published
+MobileNetV1/V2/V3 variant within the budget (a point of the space or not) are each trained from scratch `seeds`
+times with mnas.compare's 600-step recipe, on the proxy task's training split, and scored on its validation split.
+The training seeds start at `first_seed` (100), so these trainings share no seed with mnas.compare's (0, 1, ...,
+scored on the test split): a comparison run afterwards is an independent check, not the same draw again.
+
+The find is the best searched candidate by mean validation accuracy; it is recommended over the best hand design
+only when it leads by more than the combined seed spread sqrt(std_find^2 + std_hand^2) (mnas.compare's win rule);
+otherwise the hand design is. Each training is cached under `cache_dir` (mnas.compare's cache, keyed by arch,
+recipe and seed), so a killed search resumed with resume=<run> trains only what is missing, and a rerun costs
+nothing. Writes <run>/rerank.csv; best.json's arch becomes the re-ranked find, with `rerank` and `recommendation`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mnas.compare.run import Recipe, scaled_proxy, train_all
+from mnas.errors import UserError
+from mnas.nn.arch import ArchConfig
+from mnas.nn.models import hand_designs
+from mnas.nn.space import Space
+
+COLUMNS = ["model", "kind", "trial", "latency_ms", "macs", "estimate", "val_acc", "val_std", "test_acc", "seeds",
+           "val_acc_per_seed", "arch"]
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    k: int = 0               # top in-budget trials by the estimate (0 = no second stage)
+    seeds: int = 2           # trainings per candidate (>= 2: the spread decides the recommendation)
+    first_seed: int = 100    # training seeds first_seed .. first_seed + seeds - 1 (mnas.compare uses 0, 1, ...)
+    max_steps: int = 600     # mnas.compare's README recipe: 600 steps of 64 images, lr 0.1, cosine
+    batch_size: int = 64
+    lr: float = 0.1
+    jobs: int = 1            # trainings side by side in 1-thread worker processes (2 on a 2-core machine)
+    cache_dir: str = "runs/compare/cache"
+
+    def __post_init__(self):
+        for key in ("k", "first_seed"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise UserError(f"rerank.{key}={v!r} is invalid: use a whole number >= 0")
+        for key in ("seeds", "max_steps", "batch_size", "jobs"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "seeds" else 1):
+                floor = "2 (the spread decides the recommendation)" if key == "seeds" else "1"
+                raise UserError(f"rerank.{key}={v!r} is invalid: use a whole number >= {floor}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UserError(f"rerank.lr={self.lr!r} is invalid: use a learning rate > 0")
+
+
+def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_resolution: int) -> list[dict]:
+    """The k in-budget searched trials of highest estimate (distinct archs; the final choice always among them) and
+    every hand design within the budget (best.json's `hand_designs`), as mnas.compare rows."""
+    budget = best["budget_ms"]
+    done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)  # noqa: E712
+                  & (trials["latency_ms"] <= budget) & trials["baseline"].isna()]
+    done = done.sort_values(["accuracy", "latency_ms"], ascending=[False, True]).drop_duplicates("arch")
+    picked = done.head(k)
+    if best.get("arch") and not best.get("baseline") and best["arch"] not in set(picked["arch"]):
+        picked = pd.concat([picked, done[done["arch"] == best["arch"]]])
+    rows = [dict(model=f"trial {int(t.number)}", kind="search", trial=int(t.number), arch=t.arch,
+                 latency_ms=float(t.latency_ms), macs=float(t.macs), estimate=float(t.accuracy))
+            for t in picked.itertuples()]
+    scored = {r["model"]: r.get("accuracy") for r in best.get("hand_designs") or []}
+    trial_of = dict(zip(trials["baseline"], trials["number"]))
+    for _, _, label, arch in hand_designs(space.resolution, space.num_classes):
+        if label in scored:
+            row = next(r for r in best["hand_designs"] if r["model"] == label)
+            rows.append(dict(model=label, kind="hand", trial=trial_of.get(label), arch=arch.to_string(),
+                             latency_ms=row["latency_ms"], macs=row["macs"], estimate=scored[label]))
+    for r in rows:
+        r["arch"] = ArchConfig.from_string(r["arch"])
+        r["proxy_resolution"] = scaled_proxy(r["arch"].resolution, space.resolution, proxy_resolution)
+    return rows
+
+
+def recipe_of(data_cfg: dict, s: RerankSettings, max_stride: int = 8) -> Recipe:
+    """mnas.compare's Recipe for these trainings: the search's proxy task and split sizes, the rerank schedule."""
+    return Recipe(data=data_cfg["name"], data_root=data_cfg.get("root"), val_size=data_cfg.get("val_size", 0.1),
+                  train_subset=data_cfg.get("train_subset"), proxy_resolution=data_cfg.get("proxy_resolution", 32),
+                  max_steps=s.max_steps, batch_size=s.batch_size, lr=s.lr, max_stride=max_stride)
+
+
+def decide(table: pd.DataFrame) -> dict:
+    """The re-ranked find (the best searched candidate by mean validation accuracy), the best hand design by the same
+    mean, and what to ship: the find only when it beats every hand design by more than their combined seed spread;
+    `rival` is the hand design that comes closest to that (lead minus spread), `lead_points`/`spread_points` are
+    against it."""
+    search, hand = table[table["kind"] == "search"], table[table["kind"] == "hand"]
+    find = search.loc[search["val_acc"].idxmax()] if len(search) else None
+    top = hand.loc[hand["val_acc"].idxmax()] if len(hand) else None
+    out = {"find": None if find is None else find["model"], "hand": None if top is None else top["model"],
+           "rival": None, "lead_points": None, "spread_points": None, "wins": None}
+    if find is not None and top is not None:
+        rows = [(float(100 * (find["val_acc"] - h.val_acc)), float(100 * math.hypot(find["val_std"], h.val_std)),
+                 h.model) for h in hand.itertuples()]
+        lead, spread, rival = min(rows, key=lambda r: r[0] - r[1])
+        out.update(rival=rival, lead_points=lead, spread_points=spread, wins=all(a > b for a, b, _ in rows))
+    out["ship"] = "found" if find is not None and (top is None or out["wins"]) else out["hand"]
+    return out
+
+
+def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_stride: int = 8,
+           progress: bool = True) -> dict:
+    """The second stage on a finished search in `run` (trials.csv, best.json); returns the updated best.json."""
+    run = Path(run)
+    best = json.loads((run / "best.json").read_text())
+    if not s.k or not best.get("arch"):
+        return best
+    trials = pd.read_csv(run / "trials.csv")
+    recipe = recipe_of(data_cfg, s, max_stride)
+    rows = candidates(trials, best, space, s.k, recipe.proxy_resolution)
+    n_search = sum(r["kind"] == "search" for r in rows)
+    print(f"re-rank: {n_search} searched trials and {len(rows) - n_search} hand designs within "
+          f"{best['budget_ms']:g} ms, each trained {s.seeds}x from scratch ({s.max_steps} steps of {s.batch_size}, "
+          f"seeds {s.first_seed}-{s.first_seed + s.seeds - 1}; cached in {s.cache_dir})")
+    results, trained = train_all(rows, recipe, recipe.load_data(), s.seeds, Path(s.cache_dir), progress=progress,
+                                 jobs=s.jobs, first_seed=s.first_seed, desc="re-rank: training")
+    seeds = range(s.first_seed, s.first_seed + s.seeds)
+    table = pd.DataFrame([dict(r, arch=r["arch"].to_string(), seeds=s.seeds,
+                               val_acc=pd.Series([results[i, j]["val_acc"] for j in seeds]).mean(),
+                               val_std=pd.Series([results[i, j]["val_acc"] for j in seeds]).std(),
+                               test_acc=pd.Series([results[i, j]["test_acc"] for j in seeds]).mean(),
+                               val_acc_per_seed=";".join(f"{results[i, j]['val_acc']:.4f}" for j in seeds))
+                          for i, r in enumerate(rows)], columns=COLUMNS)
+    table = table.sort_values("val_acc", ascending=False)
+    table.to_csv(run / "rerank.csv", index=False)
+    choice = decide(table)
+    find = table[table["model"] == choice["find"]].iloc[0]
+    t = trials[trials["number"] == find["trial"]].iloc[0]
+    if int(t["number"]) != best.get("trial"):
+        best.update(estimate_choice=best.get("trial"), trial=int(t["number"]), arch=t["arch"],
+                    latency_ms=float(t["latency_ms"]), macs=float(t["macs"]), params=float(t["params"]),
+                    accuracy=float(t["accuracy"]), baseline=None, tie=[],
+                    arch_json=ArchConfig.from_string(t["arch"]).to_dict())
+    best["rerank"] = dict(asdict(s), **choice, trained_now=trained, candidates=len(rows),
+                          recipe=asdict(recipe))
+    rec = best.get("recommendation") or {}
+    rec.update(ship=choice["ship"], source="rerank", against=choice["rival"] if choice["ship"] == "found" else "found",
+               margin_points=choice["lead_points"] if choice["ship"] == "found" else
+               (None if choice["lead_points"] is None else -choice["lead_points"]),
+               spread_points=choice["spread_points"], unscored=[],
+               within_noise=bool(choice["wins"] is False and (choice["lead_points"] or 0) > 0), best_is_hand=False,
+               tied=False)
+    best["recommendation"] = rec
+    (run / "best.json").write_text(json.dumps(best, indent=2))
+    print(text(table, choice, s))
+    return best
+
+
+def text(table: pd.DataFrame, choice: dict, s: RerankSettings) -> str:
+    """The re-rank's summary: each candidate's mean (and spread) and what to ship."""
+    lines = [f"re-rank, proxy validation accuracy after {s.max_steps} steps from scratch (mean +- std of {s.seeds}):"]
+    for r in table.itertuples():
+        est = "" if pd.isna(r.estimate) else f", estimate {100 * r.estimate:.2f}%"
+        lines.append(f"  {r.model:28} {r.latency_ms:6.2f} ms  {100 * r.val_acc:.2f} +- {100 * r.val_std:.2f}%{est}")
+    if choice["hand"] is None:
+        lines.append(f"recommended: the find ({choice['find']}); no hand design fits the budget")
+    elif choice["ship"] == "found":
+        lines.append(f"recommended: the find ({choice['find']}): it beats every hand design within the budget beyond "
+                     f"the combined seed spread; the closest, {choice['rival']}, by {choice['lead_points']:+.2f} "
+                     f"points (spread {choice['spread_points']:.2f})")
+    else:
+        lines.append(f"recommended: {choice['hand']}, a hand design: the best find ({choice['find']}) is "
+                     f"{choice['lead_points']:+.2f} points against {choice['rival']}, combined seed spread "
+                     f"{choice['spread_points']:.2f}: no win beyond the spread")
+    return "\n".join(lines)

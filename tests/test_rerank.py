@@ -1,0 +1,82 @@
+"""The search's second stage (mnas.search.rerank): its top trials and the in-budget hand designs, trained."""
+import json
+
+import pandas as pd
+import pytest
+
+from mnas.compare.run import Recipe, cache_key
+from mnas.data import load
+from mnas.errors import UserError
+from mnas.nn.arch import ArchConfig
+from mnas.nn.stats import count
+from mnas.search.estimators import TrainEstimator
+from mnas.search.rerank import RerankSettings, decide, rerank
+from mnas.search.study import SearchSettings, run_search
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+DATA = {"name": "digits", "val_size": 0.2, "proxy_resolution": 16}
+
+
+def mac_latency(arch):
+    """1 ms per MMAC: the tiny space's archs and MobileNetV3-Small 0.5 at 64x64 fit a 6 ms budget, V1 1.0 does not."""
+    return count(arch).macs / 1e6
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, tiny_space):
+    run = tmp_path_factory.mktemp("search")
+    estimator = TrainEstimator(load("digits", val_size=0.2), max_steps=4, batch_size=32, resolution=16)
+    run_search(tiny_space, mac_latency, estimator, SearchSettings(budget_ms=6, sampler="random", n_trials=5), run,
+               progress=False)
+    return run
+
+
+def test_rerank_trains_the_top_trials_and_hand_designs_and_ships_by_the_spread(searched, tiny_space, tmp_path):
+    before = json.loads((searched / "best.json").read_text())
+    hand = [r["model"] for r in before["hand_designs"]]
+    assert hand and "MobileNetV1 1.0" not in hand  # some hand designs fit, not all
+    s = RerankSettings(k=2, seeds=2, first_seed=100, max_steps=3, batch_size=16, cache_dir=str(tmp_path / "cache"))
+    best = rerank(searched, tiny_space, DATA, s, progress=False)
+    table = pd.read_csv(searched / "rerank.csv")
+    assert sorted(table.loc[table["kind"] == "hand", "model"]) == sorted(hand)
+    found = table[table["kind"] == "search"]
+    assert 2 <= len(found) <= 3 and before["trial"] in set(found["trial"])  # top 2, plus the estimate's choice
+    seeds = table["val_acc_per_seed"].str.split(";").map(lambda v: [float(x) for x in v])
+    assert (seeds.map(len) == 2).all() and (abs(seeds.map(sum) / 2 - table["val_acc"]) < 1e-4).all()
+    top = found.loc[found["val_acc"].idxmax()]
+    assert best["trial"] == top["trial"] and best["arch"] == top["arch"]
+    assert json.loads((searched / "best.json").read_text())["arch"] == top["arch"]
+    hands = table[table["kind"] == "hand"]  # sorted by val_acc: the first is the best hand design
+    wins = all(top["val_acc"] - h.val_acc > (top["val_std"] ** 2 + h.val_std ** 2) ** 0.5 for h in hands.itertuples())
+    assert best["recommendation"]["ship"] == ("found" if wins else hands.iloc[0]["model"])
+    assert best["rerank"]["wins"] == wins and best["rerank"]["trained_now"] == 2 * len(table)
+    recipe = best["rerank"]["recipe"]  # the trainings use seeds 100, 101: none of mnas.compare's 0, 1, 2
+    key = cache_key(ArchConfig.from_string(top["arch"]), 16, Recipe(**recipe), 101)
+    assert (tmp_path / "cache" / f"{key}.json").exists()
+    assert json.loads((tmp_path / "cache" / f"{key}.json").read_text())["seed"] == 101
+    again = rerank(searched, tiny_space, DATA, s, progress=False)  # a rerun (resume) trains nothing
+    assert again["rerank"]["trained_now"] == 0 and again["arch"] == best["arch"]
+
+
+def test_decide_ships_the_find_only_beyond_the_combined_spread():
+    def table(find, hand, std=0.01):
+        return pd.DataFrame([dict(model="trial 3", kind="search", val_acc=find, val_std=std),
+                             dict(model="MobileNetV3-Small 0.75", kind="hand", val_acc=hand, val_std=std)])
+    assert decide(table(0.80, 0.78))["ship"] == "found"  # +2 points, spread 1.41
+    close = decide(table(0.80, 0.79))  # +1 point, spread 1.41: a tie goes to the published design
+    assert close["ship"] == "MobileNetV3-Small 0.75" and close["wins"] is False
+    assert close["lead_points"] == pytest.approx(1.0) and close["spread_points"] == pytest.approx(2 ** 0.5)
+    assert decide(table(0.78, 0.80))["ship"] == "MobileNetV3-Small 0.75"
+    wide = pd.concat([table(0.80, 0.77), pd.DataFrame([dict(model="MobileNetV1 0.25", kind="hand", val_acc=0.76,
+                                                            val_std=0.04)])])
+    d = decide(wide)  # 4 points over V1 0.25, but its spread is 4.1: every hand design must be beaten
+    assert d["ship"] == "MobileNetV3-Small 0.75" and d["rival"] == "MobileNetV1 0.25" and d["hand"] != d["rival"]
+    alone = pd.DataFrame([dict(model="trial 3", kind="search", val_acc=0.7, val_std=0.01)])
+    assert decide(alone)["ship"] == "found"
+
+
+@pytest.mark.parametrize("bad,msg", [({"seeds": 1}, "rerank.seeds=1"), ({"k": -2}, "rerank.k=-2"),
+                                     ({"lr": 0}, "rerank.lr=0"), ({"jobs": 0}, "rerank.jobs=0")])
+def test_bad_settings(bad, msg):
+    with pytest.raises(UserError, match=msg):
+        RerankSettings(**bad)
