@@ -57,6 +57,20 @@ def test_tiny_search_writes_results_within_budget(tmp_path, space, estimator, sa
         "unscored"], *(r["model"] for r in saved["hand_designs"]))
 
 
+def test_band_estimates_only_searched_archs_near_the_budget(tmp_path, space, estimator):
+    lats = sorted(mac_latency(space.random_arch(__import__("random").Random(i))) for i in range(40))
+    budget = lats[-5]
+    s = SearchSettings(budget_ms=budget, sampler="random", n_trials=8, band=0.6)
+    best = run_search(space, mac_latency, estimator, s, tmp_path, progress=False)
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    inside = trials["latency_ms"].between(0.6 * budget, budget)
+    assert (trials["estimated"] == inside).all()  # no hand design is a point of the tiny space
+    assert (~inside).any() and inside.any()  # the random draws fell on both sides of the band
+    assert 0.6 * budget <= best["latency_ms"] <= budget
+    with pytest.raises(UserError, match=r"band=1.2 is invalid: use a fraction of the budget in \[0, 1\)"):
+        SearchSettings(budget_ms=budget, band=1.2)
+
+
 def test_soft_objective_estimates_everything(tmp_path, space, estimator):
     s = SearchSettings(budget_ms=0.5, objective="soft", sampler="random", n_trials=3)
     run_search(space, mac_latency, estimator, s, tmp_path, progress=False)

@@ -48,6 +48,8 @@ class SearchSettings:
     #                     and the tied one with the most MACs is chosen (0: the best estimate alone); see final_choice
     ship_margin: float = 0.0  # points: the find is recommended over a scored in-budget hand design only when its
     #                           estimate is higher by more than this (the estimator's own noise); see recommend
+    band: float = 0.0  # constraint objective: searched archs faster than band * budget are infeasible too, and not
+    #                    estimated (0 = no lower bound); the hand designs are scored wherever they fall
 
     def __post_init__(self):
         """Bad settings are refused here, when the command builds them, before data or a supernet is loaded."""
@@ -62,6 +64,8 @@ class SearchSettings:
             raise UserError(f"tie_z={s.tie_z} is invalid: use a number of standard errors >= 0 (0 = no ties)")
         if isinstance(s.ship_margin, bool) or not isinstance(s.ship_margin, (int, float)) or not s.ship_margin >= 0:
             raise UserError(f"ship_margin={s.ship_margin} is invalid: use accuracy points >= 0 (0 = any margin)")
+        if isinstance(s.band, bool) or not isinstance(s.band, (int, float)) or not 0 <= s.band < 1:
+            raise UserError(f"band={s.band} is invalid: use a fraction of the budget in [0, 1) (0 = no lower bound)")
 
 
 def make_sampler(s: SearchSettings) -> optuna.samplers.BaseSampler:
@@ -151,15 +155,16 @@ def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings, cor
         arch = space.sample(trial.suggest_categorical)
         lat = float(latency_fn(arch))
         c = count(arch)
-        feasible = lat <= s.budget_ms
+        low = s.band * s.budget_ms if s.objective == "constraint" else 0.0
+        feasible = low <= lat <= s.budget_ms
         trial.set_user_attr("arch", arch.to_string())
         trial.set_user_attr("latency_ms", lat)
         trial.set_user_attr("macs", c.macs)
         trial.set_user_attr("params", c.params)
         if s.objective == "constraint":
-            trial.set_constraint("latency", lat - s.budget_ms)
-        # over budget: not worth estimating (the constraint tells the sampler why), except an enqueued V3
-        # baseline, which the summary compares with the best whether or not it fits
+            trial.set_constraint("latency", max(lat - s.budget_ms, low - lat))
+        # over budget (or under the band): not worth estimating (the constraint tells the sampler why), except an
+        # enqueued hand design, which the summary compares with the best wherever it falls
         estimated = feasible or s.objective == "soft" or "baseline" in trial.user_attrs
         if estimated:
             t0 = time.perf_counter()
