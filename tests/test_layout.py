@@ -6,7 +6,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # bottom to top; a module's layer is that of its longest matching prefix
 LAYERS = {"mnas.errors": 0, "mnas.workers": 0, "mnas.cli": 0, "mnas.nn": 1, "mnas.data": 1, "mnas.rundir": 1,
           "mnas.train": 2, "mnas.latency": 2, "mnas.supernet": 3, "mnas.search": 4, "mnas.prune": 4, "mnas.export": 4,
-          "mnas.compare": 5, "mnas.pipeline": 5, "mnas.search.__main__": 6, "mnas.bench": 6,
+          "mnas.compare": 5, "mnas.pipeline": 5, "mnas.search.rerank": 5, "mnas.search.__main__": 6, "mnas.bench": 6,
           "mnas.latency.__main__": 6, "mnas.supernet.__main__": 6, "mnas": 7}
 
 
