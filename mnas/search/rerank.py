@@ -70,18 +70,16 @@ def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_res
     picked = done.head(k)
     if best.get("arch") and not best.get("baseline") and best["arch"] not in set(picked["arch"]):
         picked = pd.concat([picked, done[done["arch"] == best["arch"]]])
-    rows = [dict(model=f"trial {int(t.number)}", kind="search", trial=int(t.number), arch=t.arch,
-                 latency_ms=float(t.latency_ms), macs=float(t.macs), estimate=float(t.accuracy))
+    rows = [dict(model=f"trial {int(t.number)}", kind="search", trial=int(t.number), arch=ArchConfig.from_string(
+                 t.arch), latency_ms=float(t.latency_ms), macs=float(t.macs), estimate=float(t.accuracy))
             for t in picked.itertuples()]
-    scored = {r["model"]: r.get("accuracy") for r in best.get("hand_designs") or []}
+    rivals = {r["model"]: r for r in best.get("hand_designs") or []}
     trial_of = dict(zip(trials["baseline"], trials["number"]))
     for _, _, label, arch in hand_designs(space.resolution, space.num_classes):
-        if label in scored:
-            row = next(r for r in best["hand_designs"] if r["model"] == label)
-            rows.append(dict(model=label, kind="hand", trial=trial_of.get(label), arch=arch.to_string(),
-                             latency_ms=row["latency_ms"], macs=row["macs"], estimate=scored[label]))
+        if (row := rivals.get(label)) is not None:
+            rows.append(dict(model=label, kind="hand", trial=trial_of.get(label), arch=arch,
+                             latency_ms=row["latency_ms"], macs=row["macs"], estimate=row.get("accuracy")))
     for r in rows:
-        r["arch"] = ArchConfig.from_string(r["arch"])
         r["proxy_resolution"] = scaled_proxy(r["arch"].resolution, space.resolution, proxy_resolution)
     return rows
 
@@ -129,12 +127,13 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
     results, trained = train_all(rows, recipe, recipe.load_data(), s.seeds, Path(s.cache_dir), progress=progress,
                                  jobs=s.jobs, first_seed=s.first_seed, desc="re-rank: training")
     seeds = range(s.first_seed, s.first_seed + s.seeds)
-    table = pd.DataFrame([dict(r, arch=r["arch"].to_string(), seeds=s.seeds,
-                               val_acc=pd.Series([results[i, j]["val_acc"] for j in seeds]).mean(),
-                               val_std=pd.Series([results[i, j]["val_acc"] for j in seeds]).std(),
-                               test_acc=pd.Series([results[i, j]["test_acc"] for j in seeds]).mean(),
-                               val_acc_per_seed=";".join(f"{results[i, j]['val_acc']:.4f}" for j in seeds))
-                          for i, r in enumerate(rows)], columns=COLUMNS)
+    out = []
+    for i, r in enumerate(rows):
+        val = pd.Series([results[i, j]["val_acc"] for j in seeds])
+        out.append(dict(r, arch=r["arch"].to_string(), seeds=s.seeds, val_acc=val.mean(), val_std=val.std(),
+                        test_acc=sum(results[i, j]["test_acc"] for j in seeds) / s.seeds,
+                        val_acc_per_seed=";".join(f"{v:.4f}" for v in val)))
+    table = pd.DataFrame(out, columns=COLUMNS)
     table = table.sort_values("val_acc", ascending=False)
     table.to_csv(run / "rerank.csv", index=False)
     choice = decide(table)
