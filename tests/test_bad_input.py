@@ -53,6 +53,7 @@ CASES = [  # (command line, with {d} for the fixture folder; what the one line m
     ("mnas.search resume={d}/nodata", r"resume=.*nodata is not a search run directory"),
     ("mnas.search rerank.k=3 rerank.seeds=1", r"rerank.seeds=1 is invalid: use a whole number >= 2"),
     ("mnas.search rerank.k=-1", r"rerank.k=-1 is invalid: use a whole number >= 0"),
+    ("mnas.search rerank.k=2 rerank.confirm=1", r"rerank.confirm=1 is invalid: use 0 \(no check\) or a whole"),
     ("mnas.search band=1.5", r"band=1.5 is invalid: use a fraction of the budget in \[0, 1\)"),
     ("mnas.prune resume={d}/nodata", r"resume=.*nodata is not a prune run directory"),
     ("mnas.train resume={d}/nodata", r"resume=.*nodata is not a train run directory"),

@@ -10,7 +10,7 @@ from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
 from mnas.nn.stats import count
 from mnas.search.estimators import TrainEstimator
-from mnas.search.rerank import RerankSettings, decide, rerank
+from mnas.search.rerank import RerankSettings, confirm, decide, recipe_of, rerank
 from mnas.search.study import SearchSettings, run_search
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,7 +35,8 @@ def test_rerank_trains_the_top_trials_and_hand_designs_and_ships_by_the_spread(s
     before = json.loads((searched / "best.json").read_text())
     hand = [r["model"] for r in before["hand_designs"]]
     assert hand and "MobileNetV1 1.0" not in hand  # some hand designs fit, not all
-    s = RerankSettings(k=2, seeds=2, first_seed=100, max_steps=3, batch_size=16, cache_dir=str(tmp_path / "cache"))
+    s = RerankSettings(k=2, seeds=2, first_seed=100, max_steps=3, batch_size=16, confirm=0,
+                       cache_dir=str(tmp_path / "cache"))
     best = rerank(searched, tiny_space, DATA, s, progress=False)
     table = pd.read_csv(searched / "rerank.csv")
     assert sorted(table.loc[table["kind"] == "hand", "model"]) == sorted(hand)
@@ -75,8 +76,38 @@ def test_decide_ships_the_find_only_beyond_the_combined_spread():
     assert decide(alone)["ship"] == "found"
 
 
-@pytest.mark.parametrize("bad,msg", [({"seeds": 1}, "rerank.seeds=1"), ({"k": -2}, "rerank.k=-2"),
-                                     ({"lr": 0}, "rerank.lr=0"), ({"jobs": 0}, "rerank.jobs=0")])
+def test_a_winning_find_is_decided_on_fresh_seeds(searched, tmp_path):
+    """The pick's seeds (100, 101) chose the find; its confirmation trains it on 102, 103 and decides on those alone,
+    against the hand designs' trainings as they were."""
+    best = json.loads((searched / "best.json").read_text())
+    row = dict(model=f"trial {best['trial']}", kind="search", trial=best["trial"], latency_ms=1.0, macs=1.0,
+               estimate=0.5, arch=ArchConfig.from_string(best["arch"]), proxy_resolution=16)
+    s = RerankSettings(k=1, seeds=2, first_seed=100, max_steps=3, batch_size=16, cache_dir=str(tmp_path / "cache"))
+    recipe = recipe_of(DATA, s)
+    choice = dict(find=row["model"], hand="MobileNetV3-Small 0.5", rival="MobileNetV3-Small 0.5", lead_points=9.0,
+                  spread_points=1.0, wins=True, ship="found")
+
+    def hand(acc):
+        return pd.DataFrame([dict(model=row["model"], kind="search", val_acc=0.99, val_std=0.0),
+                             dict(model="MobileNetV3-Small 0.5", kind="hand", val_acc=acc, val_std=0.0)])
+    beaten, fresh, trained = confirm(row, hand(0.0), choice, recipe, recipe.load_data(), s, progress=False)
+    assert trained == 2 and beaten["confirm_seeds"] == [102, 103] and fresh["kind"] == "confirm"
+    for seed in (102, 103):
+        key = cache_key(row["arch"], 16, recipe, seed)
+        assert json.loads((tmp_path / "cache" / f"{key}.json").read_text())["seed"] == seed
+    accs = [float(v) for v in fresh["val_acc_per_seed"].split(";")]
+    assert fresh["val_acc"] == pytest.approx(sum(accs) / 2, abs=1e-4)
+    assert fresh["val_acc"] < 0.99  # its own trainings, not the pick's figure
+    assert beaten["ship"] == "found" and beaten["selection"]["lead_points"] == 9.0
+    assert beaten["lead_points"] == pytest.approx(100 * fresh["val_acc"])
+    kept, _, again = confirm(row, hand(1.0), choice, recipe, recipe.load_data(), s, progress=False)
+    assert again == 0  # cached
+    assert kept["ship"] == "MobileNetV3-Small 0.5" and kept["wins"] is False and kept["selection"]["wins"] is True
+
+
+@pytest.mark.parametrize("bad,msg", [({"seeds": 1}, "rerank.seeds=1"), ({"confirm": 1}, "rerank.confirm=1"),
+                                     ({"k": -2}, "rerank.k=-2"), ({"lr": 0}, "rerank.lr=0"),
+                                     ({"jobs": 0}, "rerank.jobs=0")])
 def test_bad_settings(bad, msg):
     with pytest.raises(UserError, match=msg):
         RerankSettings(**bad)

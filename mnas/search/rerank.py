@@ -12,9 +12,13 @@ scored on the test split): a comparison run afterwards is an independent check, 
 
 The find is the best searched candidate by mean validation accuracy; it is recommended over the best hand design
 only when it leads by more than the combined seed spread sqrt(std_find^2 + std_hand^2) (mnas.compare's win rule);
-otherwise the hand design is. Each training is cached under `cache_dir` (mnas.compare's cache, keyed by arch,
-recipe and seed), so a killed search resumed with resume=<run> trains only what is missing, and a rerun costs
-nothing. Writes <run>/rerank.csv; best.json's arch becomes the re-ranked find, with `rerank` and `recommendation`.
+otherwise the hand design is. A find picked as the best of several on the same seeds is scored too high by the pick
+itself (the winner's curse: on 2026-12-07 a +1.31 lead at selection became -0.35 in mnas.compare), so a find that
+wins this way is trained again on `confirm` fresh seeds, and the decision is taken on those alone against the hand
+designs' trainings (which no pick has biased). Each training is cached under `cache_dir` (mnas.compare's cache,
+keyed by arch, recipe and seed), so a killed search resumed with resume=<run> trains only what is missing, and a
+rerun costs nothing. Writes <run>/rerank.csv; best.json's arch becomes the re-ranked find, with `rerank` and
+`recommendation`.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ class RerankSettings:
     max_steps: int = 600     # mnas.compare's README recipe: 600 steps of 64 images, lr 0.1, cosine
     batch_size: int = 64
     lr: float = 0.1
+    confirm: int = 2         # fresh seeds a winning find is trained on before it is recommended (0 = no check)
     jobs: int = 1            # trainings side by side in 1-thread worker processes (2 on a 2-core machine)
     cache_dir: str = "runs/compare/cache"
 
@@ -56,6 +61,10 @@ class RerankSettings:
             if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "seeds" else 1):
                 floor = "2 (the spread decides the recommendation)" if key == "seeds" else "1"
                 raise UserError(f"rerank.{key}={v!r} is invalid: use a whole number >= {floor}")
+        if isinstance(self.confirm, bool) or not isinstance(self.confirm, int) or self.confirm < 0 \
+                or self.confirm == 1:
+            raise UserError(f"rerank.confirm={self.confirm!r} is invalid: use 0 (no check) or a whole number >= 2 "
+                            "(the spread decides)")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UserError(f"rerank.lr={self.lr!r} is invalid: use a learning rate > 0")
 
@@ -110,6 +119,31 @@ def decide(table: pd.DataFrame) -> dict:
     return out
 
 
+def scored(row: dict, results: dict, i: int, seeds: range) -> dict:
+    """A candidate row with its trainings' mean and spread over `seeds` (validation decides, test is recorded)."""
+    val = pd.Series([results[i, j]["val_acc"] for j in seeds])
+    return dict(row, arch=row["arch"].to_string(), seeds=len(seeds), val_acc=val.mean(), val_std=val.std(),
+                test_acc=sum(results[i, j]["test_acc"] for j in seeds) / len(seeds),
+                val_acc_per_seed=";".join(f"{v:.4f}" for v in val))
+
+
+def confirm(row: dict, table: pd.DataFrame, choice: dict, recipe: Recipe, data, s: RerankSettings,
+            progress: bool = True) -> tuple[dict, dict, int]:
+    """The winning find trained on `s.confirm` fresh seeds (after the selection's), and the decision taken again with
+    those trainings alone against the hand designs': (the final choice, with the selection's figures under
+    `selection`; the find's fresh row, kind "confirm"; trainings done now)."""
+    first = s.first_seed + s.seeds
+    seeds = range(first, first + s.confirm)
+    results, trained = train_all([row], recipe, data, s.confirm, Path(s.cache_dir), progress=progress, jobs=s.jobs,
+                                 first_seed=first, desc="re-rank: confirming the find")
+    fresh = dict(scored(row, results, 0, seeds), kind="confirm")
+    again = decide(pd.concat([pd.DataFrame([dict(fresh, kind="search")]), table[table["kind"] == "hand"]]))
+    selection = {k: choice[k] for k in ("rival", "lead_points", "spread_points", "wins")}
+    final = dict(choice, **{k: again[k] for k in ("rival", "lead_points", "spread_points", "wins", "ship")},
+                 selection=selection, confirm_seeds=list(seeds))
+    return final, fresh, trained
+
+
 def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_stride: int = 8,
            progress: bool = True) -> dict:
     """The second stage on a finished search in `run` (trials.csv, best.json); returns the updated best.json."""
@@ -124,19 +158,19 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
     print(f"re-rank: {n_search} searched trials and {len(rows) - n_search} hand designs within "
           f"{best['budget_ms']:g} ms, each trained {s.seeds}x from scratch ({s.max_steps} steps of {s.batch_size}, "
           f"seeds {s.first_seed}-{s.first_seed + s.seeds - 1}; cached in {s.cache_dir})")
-    results, trained = train_all(rows, recipe, recipe.load_data(), s.seeds, Path(s.cache_dir), progress=progress,
+    data = recipe.load_data()
+    results, trained = train_all(rows, recipe, data, s.seeds, Path(s.cache_dir), progress=progress,
                                  jobs=s.jobs, first_seed=s.first_seed, desc="re-rank: training")
     seeds = range(s.first_seed, s.first_seed + s.seeds)
-    out = []
-    for i, r in enumerate(rows):
-        val = pd.Series([results[i, j]["val_acc"] for j in seeds])
-        out.append(dict(r, arch=r["arch"].to_string(), seeds=s.seeds, val_acc=val.mean(), val_std=val.std(),
-                        test_acc=sum(results[i, j]["test_acc"] for j in seeds) / s.seeds,
-                        val_acc_per_seed=";".join(f"{v:.4f}" for v in val)))
-    table = pd.DataFrame(out, columns=COLUMNS)
+    table = pd.DataFrame([scored(r, results, i, seeds) for i, r in enumerate(rows)], columns=COLUMNS)
     table = table.sort_values("val_acc", ascending=False)
-    table.to_csv(run / "rerank.csv", index=False)
     choice = decide(table)
+    if choice["ship"] == "found" and choice["hand"] is not None and s.confirm:
+        row = next(r for r in rows if r["model"] == choice["find"])
+        choice, fresh, n = confirm(row, table, choice, recipe, data, s, progress)
+        trained += n
+        table = pd.concat([table, pd.DataFrame([fresh], columns=COLUMNS)], ignore_index=True)
+    table.to_csv(run / "rerank.csv", index=False)
     find = table[table["model"] == choice["find"]].iloc[0]
     t = trials[trials["number"] == find["trial"]].iloc[0]
     if int(t["number"]) != best.get("trial"):
@@ -162,9 +196,15 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
 def text(table: pd.DataFrame, choice: dict, s: RerankSettings) -> str:
     """The re-rank's summary: each candidate's mean (and spread) and what to ship."""
     lines = [f"re-rank, proxy validation accuracy after {s.max_steps} steps from scratch (mean +- std of {s.seeds}):"]
-    for r in table.itertuples():
+    for r in table[table["kind"] != "confirm"].itertuples():
         est = "" if pd.isna(r.estimate) else f", estimate {100 * r.estimate:.2f}%"
         lines.append(f"  {r.model:28} {r.latency_ms:6.2f} ms  {100 * r.val_acc:.2f} +- {100 * r.val_std:.2f}%{est}")
+    if "selection" in choice:
+        fresh, sel = table[table["kind"] == "confirm"].iloc[0], choice["selection"]
+        seeds = choice["confirm_seeds"]
+        lines.append(f"  {choice['find']} won the pick ({sel['lead_points']:+.2f} points against {sel['rival']}, "
+                     f"spread {sel['spread_points']:.2f}); on fresh seeds {seeds[0]}-{seeds[-1]}: "
+                     f"{100 * fresh.val_acc:.2f} +- {100 * fresh.val_std:.2f}%, which decides")
     if choice["hand"] is None:
         lines.append(f"recommended: the find ({choice['find']}); no hand design fits the budget")
     elif choice["ship"] == "found":
