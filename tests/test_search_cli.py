@@ -82,7 +82,7 @@ def test_rerank_added_to_a_finished_search_on_resume(tmp_path):
     assert (ranked["kind"] == "search").sum() == 1
     assert list(ranked.loc[ranked["kind"] == "hand", "model"]) == ["MobileNetV1 0.25"]
     assert "re-rank, proxy validation accuracy after 1 steps" in r.stdout
-    assert r.stdout.strip().splitlines()[-1].startswith("recommended: ")
+    assert r.stdout.strip().splitlines()[-1].startswith("recommended (second stage, final): ")
 
 
 def run_two_workers(tmp_path, storage):

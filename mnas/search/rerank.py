@@ -205,14 +205,15 @@ def text(table: pd.DataFrame, choice: dict, s: RerankSettings) -> str:
         lines.append(f"  {choice['find']} won the pick ({sel['lead_points']:+.2f} points against {sel['rival']}, "
                      f"spread {sel['spread_points']:.2f}); on fresh seeds {seeds[0]}-{seeds[-1]}: "
                      f"{100 * fresh.val_acc:.2f} +- {100 * fresh.val_std:.2f}%, which decides")
+    final = "recommended (second stage, final)"
     if choice["hand"] is None:
-        lines.append(f"recommended: the find ({choice['find']}); no hand design fits the budget")
+        lines.append(f"{final}: the find ({choice['find']}); no hand design fits the budget")
     elif choice["ship"] == "found":
-        lines.append(f"recommended: the find ({choice['find']}): it beats every hand design within the budget beyond "
+        lines.append(f"{final}: the find ({choice['find']}): it beats every hand design within the budget beyond "
                      f"the combined seed spread; the closest, {choice['rival']}, by {choice['lead_points']:+.2f} "
                      f"points (spread {choice['spread_points']:.2f})")
     else:
-        lines.append(f"recommended: {choice['hand']}, a hand design: the best find ({choice['find']}) is "
+        lines.append(f"{final}: {choice['hand']}, a hand design: the best find ({choice['find']}) is "
                      f"{choice['lead_points']:+.2f} points against {choice['rival']}, combined seed spread "
                      f"{choice['spread_points']:.2f}: no win beyond the spread")
     return "\n".join(lines)
