@@ -99,12 +99,14 @@ def test_acceptance_checks():
                ("MobileNetV2 1.0", "v2", 20.0, 0.84, 0.005), ("MobileNetV3-Small 1.0", "v3_small", 7.0, 0.90, 0.01),
                ("found", "found", 9.0, 0.79, 0.005), ("pruned", "pruned", 9.5, 0.745, 0.005)])
     found, pruned = t.iloc[4], t.iloc[5]
-    assert check_best_in_budget(t, found, 10.0, "latency_ms")[0] == "PASS"  # V3 is not a V1/V2 variant
+    result, detail = check_best_in_budget(t, found, 10.0, "latency_ms")  # V3-Small 1.0 fits and is not beaten
+    assert result == "FAIL" and "not beaten: MobileNetV3-Small 1.0" in detail and "MobileNetV2 0.35" not in detail
+    assert check_best_in_budget(t.drop(index=[3]), found, 10.0, "latency_ms")[0] == "PASS"  # beats V1 and V2
     result, detail = check_best_in_budget(t, pruned, 10.0, "latency_ms")  # 0.745 vs 0.74: within the spread
     assert result == "FAIL" and "MobileNetV2 0.35" in detail and "MobileNetV1" not in detail
     assert check_best_in_budget(t, found, 8.5, "latency_ms")[0] == "FAIL"  # found itself is over the budget
     assert check_best_in_budget(t, found, None, "latency_ms")[0] == "n.a."
-    assert check_best_in_budget(t.drop(index=[0, 1]), found, 10.0, "latency_ms")[0] == "n.a."  # no V1/V2 fits
+    assert check_best_in_budget(t.drop(index=[0, 1, 3]), found, 10.0, "latency_ms")[0] == "n.a."  # none fits
     result, detail = check_speedup(t, found, "latency_ms")  # curve: 0.79 at 14 ms -> 14 / 9 = 1.56x
     assert result == "PASS" and "1.56x" in detail
     assert check_speedup(t, pruned, "latency_ms")[0] == "FAIL"  # 0.745 at 8.6 ms -> 0.91x

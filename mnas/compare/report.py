@@ -11,7 +11,7 @@ import pandas as pd
 
 from mnas.nn.models import FAMILIES  # family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other resolutions
 
-V1_V2 = ("v1", "v2", "v2_res")
+HAND = tuple(FAMILIES)  # every hand-designed family: V1, V2 (widths and resolutions), V3-Large, V3-Small
 SPEEDUP = 1.5  # check (b): at equal accuracy, at least this much faster than the V2 width curve
 COLUMNS = ["model", "family", "width", "resolution", "proxy_resolution", "latency_ms", "measured_ms", "macs", "params",
            "test_acc", "test_std", "val_acc", "val_std", "seeds", "test_acc_per_seed", "arch"]
@@ -42,20 +42,20 @@ def _acc(r) -> str:
 
 
 def check_best_in_budget(t: pd.DataFrame, m, budget_ms, col: str) -> tuple[str, str]:
-    """(a) within the budget, m beats (win rule) every V1/V2 variant whose latency fits it."""
+    """(a) within the budget, m beats (win rule) every hand design (V1, V2, V3 variant) whose latency fits it."""
     if budget_ms is None:
         return "n.a.", "no budget given"
     if m[col] > budget_ms:
         return "FAIL", f"{m.model} takes {m[col]:.2f} ms, over the budget {budget_ms:g} ms"
-    base = t[t.family.isin(V1_V2) & (t[col] <= budget_ms)]
+    base = t[t.family.isin(HAND) & (t[col] <= budget_ms)]
     if base.empty:
-        fastest = t[t.family.isin(V1_V2)].sort_values(col).head(1)
-        return "n.a.", (f"no V1/V2 variant fits {budget_ms:g} ms" + "".join(
+        fastest = t[t.family.isin(HAND)].sort_values(col).head(1)
+        return "n.a.", (f"no hand design fits {budget_ms:g} ms" + "".join(
             f" (fastest: {b.model}, {b[col]:.2f} ms)" for _, b in fastest.iterrows()))
     diff = lambda b: (f"{b.model} {_acc(b)} at {b[col]:.2f} ms: difference "  # noqa: E731
                       f"{100 * (m.test_acc - b.test_acc):+.2f} vs spread {100 * np.hypot(m.test_std, b.test_std):.2f}")
     lost = [b for _, b in base.iterrows() if not wins(m.test_acc, m.test_std, b.test_acc, b.test_std)]
-    head = f"{m.model} {_acc(m)} at {m[col]:.2f} ms vs {len(base)} V1/V2 variant(s) within {budget_ms:g} ms"
+    head = f"{m.model} {_acc(m)} at {m[col]:.2f} ms vs {len(base)} hand design(s) within {budget_ms:g} ms"
     if lost:
         return "FAIL", f"{head}; not beaten: " + "; ".join(diff(b) for b in lost)
     return "PASS", f"{head}; beats all, the closest being " + diff(base.loc[base.test_acc.idxmax()])
@@ -166,7 +166,7 @@ def report(t: pd.DataFrame, checks: list[dict], info: dict) -> str:
         "- **Win rule**: a model beats another only when its mean accuracy is higher by more than the combined spread "
         "sqrt(std_a² + std_b²); smaller differences are ties (short trainings are noisy and architectures differ by "
         "1-2 points).", "", "## Acceptance checks", "",
-        "(a) at the budget, higher proxy test accuracy (win rule) than every V1/V2 variant whose latency fits; "
+        "(a) at the budget, higher proxy test accuracy (win rule) than every V1/V2/V3 variant whose latency fits; "
         f"(b) at equal accuracy, >= {SPEEDUP:g}x faster than the MobileNetV2 width curve (its upper envelope, "
         "linearly interpolated to the model's accuracy).", "",
         markdown(pd.DataFrame(checks)) if checks else "n.a.: no found or pruned model (pass run=<search run dir>).",
