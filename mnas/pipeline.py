@@ -23,21 +23,26 @@ class PipelineSettings:
     lr: float = 0.02
     prune: str | None = "0.9x"     # extra speed-up target for NetAdapt after the budget (null = no pruning)
     prune_scale: str = "quick"     # NetAdapt preset of conf/prune.yaml: quick | full | lean
-    prune_method: str = "surgery"  # surgery | oneshot: proposals scored as slimmings of the search's supernet
+    prune_method: str = "auto"     # auto | surgery | oneshot (proposals scored as slimmings of the search's supernet)
     export: str | None = "json,string,pt,onnx"  # formats (null = no export)
     max_stride: int = 8
     resolution: int = 32
     batch_size: int = 128
     seed: int = 0
 
-    def check(self, estimator: str) -> None:
-        """UserError for a prune_method this search cannot run (before the search starts)."""
+    def check(self, estimator: str) -> str:
+        """The pruning method this search runs (auto: oneshot on a supernet estimator, surgery otherwise); UserError
+        for one it cannot run (before the search starts)."""
         from mnas.prune.oneshot import METHODS
-        if self.prune_method not in METHODS:
-            raise UserError(f"pipeline.prune_method={self.prune_method!r} is invalid: use {' or '.join(METHODS)}")
+        if self.prune_method not in ("auto", *METHODS):
+            raise UserError(f"pipeline.prune_method={self.prune_method!r} is invalid: use auto, "
+                            f"{' or '.join(METHODS)}")
         if self.prune and self.prune_method == "oneshot" and estimator != "supernet":
             raise UserError("pipeline.prune_method=oneshot scores proposals on the search's supernet: use "
                             "estimator=supernet, or pipeline.prune_method=surgery")
+        if self.prune_method == "auto":
+            return "oneshot" if estimator == "supernet" else "surgery"
+        return self.prune_method
 
 
 def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSettings, progress: bool = True):
@@ -77,9 +82,11 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
         except UserError as e:
             raise UserError(f"pipeline.prune_scale: {e}") from None
         s = Settings.from_config(schedule, proxy_resolution=p.resolution, seed=p.seed)
-        p.check("supernet" if isinstance(estimator, SupernetEstimator) else "other")
+        method = p.check("supernet" if isinstance(estimator, SupernetEstimator) else "other")
         oneshot, slimmable = None, None
-        if p.prune_method == "oneshot":  # the search's supernet scores the slimmings: no second training
+        print(f"pruning toward {p.prune} ({method}: " + ("each proposal a slimming of the search's supernet)"
+                                                         if method == "oneshot" else "torch-pruning cuts, fine-tuned)"))
+        if method == "oneshot":  # the search's supernet scores the slimmings: no second training
             oneshot = OneShot(final_init="finetune")
             slimmable = estimator.supernet.slimmings(arch, min_width=oneshot.min_width, step=s.step,
                                                      min_channels=s.min_channels)

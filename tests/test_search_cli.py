@@ -134,7 +134,7 @@ def test_two_workers_on_one_postgresql_study_finish_the_count_together(tmp_path,
     (["pipeline.enabled=maybe"], "pipeline.enabled='maybe' is invalid: expected true or false"),
     (["n_trails=5"], "unknown key 'n_trails'.*conf/search.yaml"),
     (["pipeline.steps=5"], "unknown key 'pipeline.steps'"),
-    (["pipeline.prune_method=magic"], "pipeline.prune_method='magic' is invalid: use surgery or oneshot"),
+    (["pipeline.prune_method=magic"], "pipeline.prune_method='magic' is invalid: use auto, surgery or oneshot"),
     (["pipeline.prune_method=oneshot"], "oneshot scores proposals on the search's supernet: use estimator=supernet"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):

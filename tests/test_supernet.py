@@ -327,6 +327,29 @@ def test_slimmings_of_a_found_arch_run_on_the_supernet(space, digits, trained, t
     slim.slimming.check(ArchConfig.from_string(result["final"]["arch"]))
 
 
+def test_the_main_commands_pipeline_prunes_a_supernet_search_one_shot(space, digits, trained, cache, tmp_path,
+                                                                      monkeypatch):
+    """pipeline.prune_method=auto (the default): after a search scored by the supernet, NetAdapt's proposals are
+    slimmings of that supernet (method oneshot, nothing trained for them); the pruned arch meets the target."""
+    import json
+
+    from mnas.pipeline import PipelineSettings, run_pipeline
+    from mnas.search.study import SearchSettings, run_search
+
+    monkeypatch.chdir(tmp_path)
+    est = make_estimator("supernet", digits, space=space, epochs=3, cache_dir=cache, val_images=200, **FAST)
+    macs = lambda a: count(a).macs / 1e6  # noqa: E731
+    best = run_search(space, macs, est, SearchSettings(budget_ms=1000, sampler="random", n_trials=3), tmp_path / "run",
+                      progress=False)
+    p = PipelineSettings(finetune_steps=2, prune="0.9x", export=None, batch_size=32, max_stride=16)
+    assert p.prune_method == "auto" and p.check("supernet") == "oneshot" and p.check("train") == "surgery"
+    run_pipeline(tmp_path / "run", est, digits, macs, "test", p, progress=False)
+    result = json.loads((tmp_path / "run" / "prune" / "result.json").read_text())
+    assert result["method"] == "oneshot" and result["start"]["source"] == "given slimmable network"
+    assert result["final"]["latency_ms"] <= 0.9 * best["latency_ms"] + 1e-9
+    assert not (tmp_path / "runs").exists()  # no slimmable network trained
+
+
 def test_teacher_with_random_kernels(space, digits, tmp_path):
     """teacher=random_kernel: the arch that learns the labels is the largest in everything but its kernels, which
     change from step to step; the random sub-networks are the default's; a new cache entry (the default key is

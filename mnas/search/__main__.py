@@ -16,7 +16,7 @@ class PipelineConfig:
     lr: float = 0.02
     prune: Optional[str] = "0.9x"
     prune_scale: str = "quick"
-    prune_method: str = "surgery"
+    prune_method: str = "auto"
     export: Optional[Any] = "json,string,pt,onnx"  # export=onnx,pt arrives as a list
 
 
