@@ -98,7 +98,8 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
             print(f"pruning not done: {e}")
         else:
             print(f"pruned: {result['start_ms']:.2f} -> {result['final']['latency_ms']:.2f} ms predicted "
-                  f"({result['speedup_predicted']:.2f}x), proxy test {100 * result['final']['test_acc']:.2f}%")
+                  f"({result['speedup_predicted']:.2f}x), proxy test {100 * result['final']['test_acc']:.2f}% after "
+                  f"{p.finetune_steps} fine-tune steps (short: mnas.compare retrains it from scratch to compare)")
             source = run / "prune"
     if p.export and not (run / "export").exists():
         manifest = export(source, run / "export", formats=p.export)
