@@ -171,7 +171,7 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
         trained += n
         table = pd.concat([table, pd.DataFrame([fresh], columns=COLUMNS)], ignore_index=True)
     table.to_csv(run / "rerank.csv", index=False)
-    find = table[table["model"] == choice["find"]].iloc[0]
+    find = table[(table["kind"] == "search") & (table["model"] == choice["find"])].iloc[0]
     t = trials[trials["number"] == find["trial"]].iloc[0]
     if int(t["number"]) != best.get("trial"):
         best.update(estimate_choice=best.get("trial"), trial=int(t["number"]), arch=t["arch"],
