@@ -83,6 +83,58 @@ def test_budget_below_fastest_says_fastest(tmp_path, space, estimator):
         run_search(space, mac_latency, estimator, SearchSettings(budget_ms=0.01), tmp_path, progress=False)
 
 
+class _Here:
+    """A device measured on this machine, for the tests: predicts mac_latency; its measurement runs `slow` times
+    slower for the archs in `slow_archs` and 5% faster for the rest."""
+    live = True
+
+    def __init__(self, slow_archs=(), slow=2.0):
+        self.slow_archs, self.slow, self.measured = set(slow_archs), slow, []
+
+    def __call__(self, arch):
+        return mac_latency(arch)
+
+    def measure(self, archs, repeats=100, progress=False):
+        self.measured += [a.to_string() for a in archs]
+        return [mac_latency(a) * (self.slow if a.to_string() in self.slow_archs else 0.95) for a in archs]
+
+    def how_measured(self, repeats=100):
+        return f"test clock, fastest of {repeats}"
+
+
+def test_on_a_live_device_a_trial_measured_over_the_budget_is_not_chosen(tmp_path, space, estimator, capsys):
+    """The budget is checked against measured latency too: the best estimate, measured over the budget, is left
+    out of the final choice and named; every in-budget trial and the hand designs near the budget are measured
+    once, side by side; trials.csv and best.json carry the measurements; measure_repeats=0 measures nothing."""
+    from mnas.search.study import write_results
+    lats = sorted(mac_latency(space.random_arch(__import__("random").Random(i))) for i in range(40))
+    budget = lats[3 * len(lats) // 4]
+    s = SearchSettings(budget_ms=budget, sampler="random", n_trials=8, tie_z=0)
+    first = run_search(space, mac_latency, estimator, s, tmp_path / "a", progress=False)
+    assert first["measured_ms"] is None and "measured" not in first  # a predicted device: nothing measured
+    study = open_study(f"sqlite:///{tmp_path / 'a' / 'study.db'}", s)
+    in_budget = {t.user_attrs["arch"] for t in study.trials
+                 if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget}
+    assert first["arch"] in in_budget and len(in_budget) >= 2
+    here = _Here(slow_archs=[first["arch"]])
+    best = write_results(study, space, s, tmp_path / "a", 0.0, [], {"device": "here"}, here)
+    assert best["arch"] != first["arch"] and best["arch"] in in_budget
+    assert best["measured_ms"] == pytest.approx(0.95 * best["latency_ms"]) and best["measured_ms"] <= budget
+    assert [r["measured_ms"] for r in best["measured"]["over_budget"]] == [pytest.approx(2 * first["latency_ms"])]
+    assert in_budget <= set(here.measured) and len(here.measured) == len(set(here.measured))
+    trials = pd.read_csv(tmp_path / "a" / "trials.csv")
+    fit = trials[trials["arch"].isin(in_budget)]
+    assert fit["measured_ms"].notna().all() and trials.loc[trials["latency_ms"] > budget, "measured_ms"].isna().all()
+    out = capsys.readouterr().out
+    assert f"trial {best['measured']['over_budget'][0]['trial']} (" in out and "ran over it and are left out" in out
+    assert "meas ms" in out and "test clock, fastest of 30" in out
+    assert all(r["measured_ms"] is not None and r["measured_ms"] <= budget for r in best["hand_designs"])
+    none = _Here(slow_archs=[first["arch"]])
+    again = write_results(study, space, SearchSettings(budget_ms=budget, sampler="random", n_trials=8, tie_z=0,
+                                                       measure_repeats=0), tmp_path / "a", 0.0, [], {}, none)
+    assert again["arch"] == first["arch"] and none.measured == []
+
+
 def test_resume_keeps_finished_trials(tmp_path, space, estimator):
     s = SearchSettings(budget_ms=100, sampler="random", n_trials=3)
     run_search(space, mac_latency, estimator, s, tmp_path, progress=False)

@@ -75,6 +75,8 @@ def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_res
     budget = best["budget_ms"]
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)  # noqa: E712
                   & (trials["latency_ms"] <= budget) & trials["baseline"].isna()]
+    if "measured_ms" in done:  # a live device: measured over the budget is out (mnas.search.study.measure_candidates)
+        done = done[~(done["measured_ms"] > budget)]
     done = done.sort_values(["accuracy", "latency_ms"], ascending=[False, True]).drop_duplicates("arch")
     picked = done.head(k)
     if best.get("arch") and not best.get("baseline") and best["arch"] not in set(picked["arch"]):

@@ -50,6 +50,9 @@ class SearchSettings:
     #                           estimate is higher by more than this (the estimator's own noise); see recommend
     band: float = 0.0  # constraint objective: searched archs faster than band * budget are infeasible too, and not
     #                    estimated (0 = no lower bound); the hand designs are scored wherever they fall
+    measure_repeats: int = 30  # on a live device (this machine): the in-budget trials and the hand designs near the
+    #                            budget are measured (each alone, warm; the fastest of this many runs) and the budget
+    #                            holds for the measured latency too (0 = predicted latency only; measure_candidates)
 
     def __post_init__(self):
         """Bad settings are refused here, when the command builds them, before data or a supernet is loaded."""
@@ -66,6 +69,9 @@ class SearchSettings:
             raise UserError(f"ship_margin={s.ship_margin} is invalid: use accuracy points >= 0 (0 = any margin)")
         if isinstance(s.band, bool) or not isinstance(s.band, (int, float)) or not 0 <= s.band < 1:
             raise UserError(f"band={s.band} is invalid: use a fraction of the budget in [0, 1) (0 = no lower bound)")
+        if isinstance(s.measure_repeats, bool) or not isinstance(s.measure_repeats, int) or s.measure_repeats < 0:
+            raise UserError(f"measure_repeats={s.measure_repeats} is invalid: use a count of timed runs >= 0 "
+                            "(0 = the budget checked on predicted latency only)")
 
 
 def make_sampler(s: SearchSettings) -> optuna.samplers.BaseSampler:
@@ -185,10 +191,36 @@ def make_objective(space: Space, latency_fn, estimate_fn, s: SearchSettings, cor
     return objective
 
 
-def estimated_in_budget(study: optuna.Study, budget_ms: float) -> list:
-    """The completed trials that were estimated and fit the budget."""
+def estimated_in_budget(study: optuna.Study, budget_ms: float, measured: dict | None = None) -> list:
+    """The completed trials that were estimated and fit the budget: by predicted latency and, for the archs in
+    `measured` (arch string -> measured ms: measure_candidates), by measured latency too."""
+    measured = measured or {}
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms]
+            if t.user_attrs.get("estimated") and t.user_attrs["latency_ms"] <= budget_ms
+            and measured.get(t.user_attrs["arch"], 0.0) <= budget_ms]
+
+
+MEASURE_SLACK = 1.25  # hand designs predicted up to this factor over the budget are measured too: the cpu
+#                       predictions of whole networks miss by up to ~20% (docs/latency.md)
+
+
+def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms: float, repeats: int,
+                       progress: bool = False) -> dict[str, float]:
+    """On a live device (`latency_fn.live`: this machine, e.g. device=cpu) with repeats > 0: the measured latency
+    (ms) of every estimated trial predicted within the budget and of every hand design predicted within
+    MEASURE_SLACK x the budget, by arch string, all measured in one call (`latency_fn.measure`: each network
+    alone and warm, as a user's benchmark times it). The budget is the user's contract with their own
+    benchmark, so a trial the table under-predicts cannot be shipped over it. {} on a predicted device."""
+    if not repeats or not getattr(latency_fn, "live", False):
+        return {}
+    archs = [t.user_attrs["arch"] for t in estimated_in_budget(study, budget_ms)]
+    archs += [a.to_string() for _, _, _, a in hand_designs(space.resolution, space.num_classes)
+              if latency_fn(a) <= MEASURE_SLACK * budget_ms]
+    archs = list(dict.fromkeys(archs))
+    if not archs:
+        return {}
+    ms = latency_fn.measure([ArchConfig.from_string(a) for a in archs], repeats, progress)
+    return {a: float(m) for a, m in zip(archs, ms)}
 
 
 def best_trial(trials: list):
@@ -215,13 +247,14 @@ def tied_with(leader, trials, z: float) -> list[dict]:
     return out
 
 
-def final_choice(study: optuna.Study, budget_ms: float, z: float):
+def final_choice(study: optuna.Study, budget_ms: float, z: float, measured: dict | None = None):
     """(the trial to ship, the leader, the tie as tied_with's rows). The leader is the best estimate within the
     budget. Where the estimator keeps per-image results, the trials it cannot tell from the leader (tied_with,
     z > 0) are a tie, and the tied trial with the most MACs at the deployment shape wins it: on the proxy, accuracy
     rises with MACs (Kendall tau 0.69 over the space's latency range, 0.36 at equal latency; README), while the
-    1-epoch supernet's estimates of equal-latency archs agree with their stand-alone order no better (tau 0.29)."""
-    ok = estimated_in_budget(study, budget_ms)
+    1-epoch supernet's estimates of equal-latency archs agree with their stand-alone order no better (tau 0.29).
+    `measured` (measure_candidates): trials measured over the budget are not candidates."""
+    ok = estimated_in_budget(study, budget_ms, measured)
     leader = best_trial(ok)
     if leader is None or not z:
         return leader, leader, []
@@ -231,19 +264,21 @@ def final_choice(study: optuna.Study, budget_ms: float, z: float):
     return max(tied, key=lambda r: (r["trial"].user_attrs["macs"], -r["diff"]))["trial"], leader, tied
 
 
-def hand_rivals(space: Space, latency_fn, budget_ms: float, trials) -> list[dict]:
+def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: dict | None = None) -> list[dict]:
     """Every published hand design (mnas.nn.models.HAND_DESIGNS) within the budget at the space's deployment shape,
-    fastest first: its latency and MACs, whether it is a point of the space, and the search's estimate of it when
-    a trial scored it (an enqueued baseline)."""
+    fastest first: its latency (and measured latency, where `measured` holds it: then that decides whether it
+    fits) and MACs, whether it is a point of the space, and the search's estimate of it when a trial scored it
+    (an enqueued baseline)."""
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
-    scored = dict(zip(done["arch"], done["accuracy"]))
+    scored, measured = dict(zip(done["arch"], done["accuracy"])), measured or {}
     rows = []
     for family, v, label, arch in hand_designs(space.resolution, space.num_classes):
-        ms = float(latency_fn(arch))
-        if ms <= budget_ms:
-            rows.append(dict(model=label, family=family, variant=v, latency_ms=ms, macs=count(arch).macs,
-                             in_space=space.params_for(arch) is not None, accuracy=scored.get(arch.to_string())))
-    return sorted(rows, key=lambda r: r["latency_ms"])
+        ms, key = float(latency_fn(arch)), arch.to_string()
+        if (measured[key] if key in measured else ms) <= budget_ms:
+            rows.append(dict(model=label, family=family, variant=v, latency_ms=ms, measured_ms=measured.get(key),
+                             macs=count(arch).macs, in_space=space.params_for(arch) is not None,
+                             accuracy=scored.get(key)))
+    return sorted(rows, key=lambda r: r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"])
 
 
 def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin: float = 0.0) -> dict:
@@ -285,6 +320,19 @@ def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin
     return out
 
 
+def measured_text(best: dict, budget_ms: float) -> str:
+    """The summary's line on the measured budget check (best["measured"]: measure_candidates' outcome)."""
+    m = best["measured"]
+    over = m["over_budget"]
+    line = f"measured here ({m['how']}): {m['networks']} in-budget trials and hand designs near the budget; "
+    line += (f"{len(over)} trial(s) predicted within {budget_ms:g} ms ran over it and are left out: " + ", ".join(
+        f"trial {r['trial']} ({r['latency_ms']:.2f} ms predicted, {r['measured_ms']:.2f} measured)" for r in over[:5])
+        + (", ..." if len(over) > 5 else "")) if over else f"every in-budget trial measured within {budget_ms:g} ms"
+    if best.get("measured_ms") is not None:
+        line += f"; the choice measured {best['measured_ms']:.2f} ms ({best['latency_ms']:.2f} predicted)"
+    return line
+
+
 def tie_text(best: dict, z: float) -> str | None:
     """The summary's line on the final choice, when a tie decided it."""
     tie = best.get("tie") or []
@@ -302,8 +350,11 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
     """The summary's closing lines: the hand designs that fit, which were scored, what to ship and how sure."""
     if not rivals:
         return f"no hand-designed MobileNet fits {budget_ms:g} ms on {device}: nothing to compare the find with"
-    lines = [f"hand designs within {budget_ms:g} ms ({device}, predicted at the deployment shape): " + ", ".join(
-        f"{r['model']} {r['latency_ms']:.2f} ms" + ("" if r["accuracy"] is None else f" ({100 * r['accuracy']:.2f}%)")
+    measured = any(r.get("measured_ms") is not None for r in rivals)
+    ms = lambda r: f"{r['measured_ms']:.2f} ms" if measured else f"{r['latency_ms']:.2f} ms"  # noqa: E731
+    how = "measured here, each alone and warm" if measured else "predicted at the deployment shape"
+    lines = [f"hand designs within {budget_ms:g} ms ({device}, {how}): " + ", ".join(
+        f"{r['model']} {ms(r)}" + ("" if r["accuracy"] is None else f" ({100 * r['accuracy']:.2f}%)")
         for r in rivals)]
     if rec["ship"] == "found":
         vs = "" if rec["against"] is None else \
@@ -375,13 +426,22 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
 def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta,
                   latency_fn) -> dict:
     trials = report.trials_frame(study)
+    measured = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats)
+    trials["measured_ms"] = trials["arch"].map(measured)
     trials.to_csv(out_dir / "trials.csv", index=False)
-    best, leader, tie = final_choice(study, s.budget_ms, s.tie_z)
+    best, leader, tie = final_choice(study, s.budget_ms, s.tie_z, measured)
     result = {"arch": None, "budget_ms": s.budget_ms, "fastest_ms": fastest, "n_complete": int(
         (trials["state"] == "COMPLETE").sum()) if len(trials) else 0, **meta}
+    if measured:
+        over = trials[trials["measured_ms"] > s.budget_ms].drop_duplicates("arch")
+        over = over[over["baseline"].isna()]
+        result["measured"] = {"how": latency_fn.how_measured(s.measure_repeats), "networks": len(measured),
+                              "over_budget": [{"trial": int(r.number), "latency_ms": float(r.latency_ms),
+                                               "measured_ms": float(r.measured_ms)} for r in over.itertuples()]}
     if best is not None:
         a = best.user_attrs
-        result.update(arch=a["arch"], latency_ms=a["latency_ms"], macs=a["macs"], params=a["params"],
+        result.update(arch=a["arch"], latency_ms=a["latency_ms"], measured_ms=measured.get(a["arch"]),
+                      macs=a["macs"], params=a["params"],
                       accuracy=a["accuracy"], trial=best.number, baseline=a.get("baseline"),
                       leader_trial=leader.number,
                       tie=[{"trial": r["trial"].number, "baseline": r["trial"].user_attrs.get("baseline"),
@@ -391,13 +451,15 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         arch = ArchConfig.from_string(a["arch"])
         result["arch_json"] = arch.to_dict()
     device = meta.get("device", "?")
-    rivals = hand_rivals(space, latency_fn, s.budget_ms, trials)
+    rivals = hand_rivals(space, latency_fn, s.budget_ms, trials, measured)
     result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir, s.ship_margin))
     (out_dir / "best.json").write_text(json.dumps(result, indent=2))
     report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
                        title=f"search {space.name}: estimated accuracy (proxy) vs predicted latency "
                              f"({meta.get('device', '?')}, 224x224)")
     print(report.summary_table(trials, s.budget_ms, best.number if best else None))
+    if measured:
+        print(measured_text(result, s.budget_ms))
     if best is None:
         print(f"no completed trial fits {s.budget_ms:g} ms yet")
     elif line := tie_text(result, s.tie_z):
