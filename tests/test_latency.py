@@ -249,6 +249,42 @@ def test_fit_calibration_recovers_line():
     assert abs(a - 0.7) < 0.2 and abs(b - 0.85) < 0.02
 
 
+def test_per_op_form_recovers_its_terms_and_needs_enough_networks():
+    """fit_form: the per-kind slopes and the per-op term of synthetic networks are recovered; a kind no network
+    has is left out; too few networks for its terms: None (the line is used)."""
+    from mnas.latency.predict import POINTS_PER_TERM, fit_form
+    rng = np.random.default_rng(1)
+    true = {"1": 0.3, "n_ops": -0.04, "sum_stem": 1.2, "sum_ds": 0.9, "sum_ir": 1.05, "sum_classifier": 0.8}
+    rows = [{"1": 1.0, "n_ops": float(rng.integers(8, 24)), "sum_stem": rng.uniform(.1, .5),
+             "sum_ds": rng.uniform(.1, 3), "sum_ir": rng.uniform(0, 10), "sum_head": 0.0,
+             "sum_classifier": rng.uniform(.05, .5)} for _ in range(60)]
+    y = [sum(true[t] * r[t] for t in true) for r in rows]
+    coef = fit_form(rows, y)
+    assert set(coef) == set(true) and all(coef[t] == pytest.approx(v, abs=1e-9) for t, v in true.items())
+    assert fit_form(rows[:POINTS_PER_TERM * len(true) - 1], y[:POINTS_PER_TERM * len(true) - 1]) is None
+
+
+def test_predict_uses_the_tables_per_op_form(tmp_path):
+    """A table calibrated with the per-op form predicts with it (a kind missing from it gets the line's slope);
+    without it, with the line."""
+    from mnas.latency.predict import features, op_latencies
+    from mnas.latency.table import save_table
+    p = tmp_path / "t.parquet"
+    small, big = tiny(8, 1, 64), tiny(32, 3, 64)
+    build_table("cpu", arch_ops(small) + arch_ops(big), [small, big], p, arch_repeats=3, **FAST)
+    df = load_table("cpu", p)
+    c = df.attrs["meta"]["calibration"]
+    assert c["form"] == "line" and "coef" not in c  # two networks: too few for the per-op form
+    line = predict(big, "cpu", p)
+    assert line == pytest.approx(c["a"] + c["b"] * sum(op_latencies(big, "cpu", p)))
+    c["coef"] = {"1": 0.1, "n_ops": 0.01, "sum_stem": 2.0, "sum_ds": 1.0, "sum_ir": 1.5, "sum_head": 1.0}
+    save_table(df, p)
+    f = features(arch_ops(big), op_latencies(big, "cpu", p))
+    want = 0.1 + 0.01 * f["n_ops"] + 2 * f["sum_stem"] + f["sum_ds"] + 1.5 * f["sum_ir"] + f["sum_head"] \
+        + c["b"] * f["sum_classifier"]
+    assert f["sum_classifier"] > 0 and predict(big, "cpu", p) == pytest.approx(want) and want != pytest.approx(line)
+
+
 def test_fidelity_summary_and_files(tmp_path, monkeypatch):
     s = summarize([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.3, 3.0])
     assert s["mape"] == pytest.approx((0.3 / 3.3 + 1 / 3) / 4 * 100) and s["within10"] == 75

@@ -19,7 +19,7 @@ from mnas.errors import UserError, one_line_errors
 from mnas.latency.fidelity import run_fidelity
 from mnas.latency.predict import build_table
 from mnas.latency.table import load_device, table_path
-from mnas.nn.models import BASELINES, get_model
+from mnas.nn.models import BASELINES, get_model, hand_designs
 from mnas.nn.ops import arch_ops
 
 
@@ -37,6 +37,8 @@ class LatencyConfig:
     warmup: int = 5
     chunk: int = 64
     calib_random: int = 20
+    calib_spaces: Optional[Any] = None  # a list of space names
+    calib_pruned: int = 12
     arch_repeats: int = 100
     n: int = 100
     baselines: bool = True
@@ -66,15 +68,25 @@ def build(cfg: DictConfig) -> None:
         from mnas.nn.space import load_space
         space = load_space(cfg.space.name)
         keys = sorted(space.ops(), key=lambda k: k.astuple())
-        res, classes, rng = space.resolution, space.num_classes, random.Random(f"calibrate{cfg.seed}")
-        extra = [space.random_arch(rng) for _ in range(cfg.calib_random)]
-    archs = [f(resolution=res, num_classes=classes) for f in BASELINES.values()] + extra
+        res, classes = space.resolution, space.num_classes
+        extra = [a for _, _, a in hand_designs(res, classes)] + [a for _, _, a in pruned_archs(
+            cfg.calib_pruned, cfg.seed, "calibrate-pruned", res, classes)]
+        for name in list(cfg.calib_spaces or [space.name]):  # their ops are measured as well, where missing
+            other = load_space(name)
+            if (other.resolution, other.num_classes) != (res, classes):
+                print(f"calibration: space {name} left out ({other.resolution} px, {other.num_classes} classes; the "
+                      f"table is for {res} px, {classes} classes)")
+                continue
+            rng = random.Random(f"calibrate{cfg.seed}" + ("" if name == space.name else name))
+            extra += [other.random_arch(rng) for _ in range(cfg.calib_random)]
+    archs = list(dict.fromkeys([f(resolution=res, num_classes=classes) for f in BASELINES.values()] + extra))
     path = cfg.table or table_path(load_device(_device()))
     df = build_table(_device(), keys, archs, path, repeats=cfg.repeats, warmup=cfg.warmup, chunk=cfg.chunk,
                      arch_repeats=cfg.arch_repeats, resolution=res, num_classes=classes)
     c, drift = df.attrs["meta"]["calibration"], [d["factor"] for d in df.attrs["meta"].get("drift", [])]
-    print(f"{len(df)} ops in {path}; calibration: measured = {c['a']:.3f} + "
-          f"{c['b']:.3f} * sum(ops) over {len(c['points'])} networks"
+    form = (" + ".join(f"{v:.3f}" + ("" if t == "1" else f" * {t}") for t, v in c["coef"].items()) if c.get("coef")
+            else f"{c['a']:.3f} + {c['b']:.3f} * sum(ops)")
+    print(f"{len(df)} ops in {path}; calibration: measured = {form} over {len(c['points'])} networks"
           + (f"; machine speed over the build (anchor ops, table units / then): {min(drift):.3f}-{max(drift):.3f} "
              f"over {len(drift)} chunks" if drift else ""))
 
@@ -82,15 +94,18 @@ def build(cfg: DictConfig) -> None:
 PRUNE_STARTS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 
 
-def pruned_archs(count: int, seed: int) -> list[tuple[str, str, object]]:
+def pruned_archs(count: int, seed: int, label: str = "pruned", resolution: int = 224,
+                 num_classes: int = 1000) -> list[tuple[str, str, object]]:
     """`count` pruned hand designs (family 'pruned'): V1/V2/V3-Small/V3-Large 1.0 in turn, each after 3-12
-    NetAdapt-style random cuts (mnas.nn.units.random_pruned): the shapes a pruning run leaves."""
+    NetAdapt-style random cuts (mnas.nn.units.random_pruned): the shapes a pruning run leaves. `label` seeds the
+    draw (the build's calibration draws other networks than fidelity's)."""
     from mnas.nn.units import random_pruned
-    rng, out = random.Random(f"pruned{seed}"), []
+    rng, out = random.Random(f"{label}{seed}"), []
     for i in range(count):
         start = PRUNE_STARTS[i % len(PRUNE_STARTS)]
         cuts = rng.randint(3, 12)
-        out.append(("pruned", f"{start} 1.0, {cuts} random cuts", random_pruned(get_model(start), rng, cuts)))
+        net = random_pruned(get_model(start, 1.0, resolution, num_classes), rng, cuts)
+        out.append(("pruned", f"{start} 1.0, {cuts} random cuts", net))
     return out
 
 

@@ -33,6 +33,34 @@ from mnas.nn.ops import OpKey, arch_ops
 _CACHE: dict[Path, tuple[int, object, dict]] = {}  # table path -> (mtime, DataFrame, {key tuple: ms})
 
 
+OP_KINDS = ("stem", "ds", "ir", "head", "classifier")  # the op kinds of arch_ops, each with its own slope
+TERMS = ("1", "n_ops", *(f"sum_{k}" for k in OP_KINDS))
+POINTS_PER_TERM = 4  # the per-op form is fitted only on at least this many networks per term, else the line
+
+
+def features(ops: list, ms: list[float]) -> dict[str, float]:
+    """An arch's calibration features: a constant, its op count, and the sum of its op latencies per op kind."""
+    f = {"1": 1.0, "n_ops": float(len(ops)), **{f"sum_{k}": 0.0 for k in OP_KINDS}}
+    for k, m in zip(ops, ms):
+        f[f"sum_{k.op}"] += m
+    return f
+
+
+def fit_form(rows: list[dict], measured) -> dict[str, float] | None:
+    """Coefficients of the per-op form, measured ~ c0 + c_n * n_ops + sum over kinds of s_kind * sum_kind, by
+    least squares on relative error (features() rows); op kinds no network has are left out (predict gives them
+    the line's slope). Chosen over the line by held-out error (docs/latency.md, 2026-12-07): an op timed alone
+    pays a per-call cost and edge reorders that a network does not (the n_ops term), and the kinds differ in how
+    far their alone-timing is off. None with fewer than POINTS_PER_TERM networks per term."""
+    y = np.asarray(measured, float)
+    terms = [t for t in TERMS if t in ("1", "n_ops") or any(r[t] > 0 for r in rows)]
+    if len(rows) < POINTS_PER_TERM * len(terms):
+        return None
+    x = np.array([[r[t] for t in terms] for r in rows])
+    coef, *_ = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)
+    return {t: float(c) for t, c in zip(terms, coef)}
+
+
 def fit_calibration(sums, measured) -> tuple[float, float]:
     """(a, b) minimising the squared relative error of a + b * sums against measured."""
     x, y = np.asarray(sums, float), np.asarray(measured, float)
@@ -165,9 +193,11 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
         theirs = _points(meta)
         points = theirs + [p for p in points if p["arch"] not in {q["arch"] for q in theirs}]
         ms = ms_by_key(df)
-        sums = [sum(ms[k.astuple()] for k in arch_ops(ArchConfig.from_string(p["arch"]))) for p in points]
-        a, b = fit_calibration(sums, [p["ms"] for p in points])
-        meta["calibration"] = {"a": a, "b": b, "points": points, "timing": NETWORK_TIMING}
+        ops = [arch_ops(ArchConfig.from_string(p["arch"])) for p in points]
+        a, b = fit_calibration([sum(ms[k.astuple()] for k in o) for o in ops], [p["ms"] for p in points])
+        coef = fit_form([features(o, [ms[k.astuple()] for k in o]) for o in ops], [p["ms"] for p in points])
+        meta["calibration"] = {"a": a, "b": b, "form": "per_op" if coef else "line", "points": points,
+                               "timing": NETWORK_TIMING, **({"coef": coef} if coef else {})}
         save_table(df, path)
     return df
 
@@ -224,8 +254,20 @@ def calibration(device: str, path=None) -> tuple[float, float]:
 
 def predict(arch: ArchConfig, device: str = "pixel", path=None, measure: bool = True) -> float:
     """Predicted end-to-end latency (ms) of `arch` on `device`. On a live device (conf: `live: true`) ops missing
-    from the table are profiled on demand and appended to it, unless measure=False."""
-    total = sum(op_latencies(arch, device, path, measure))
+    from the table are profiled on demand and appended to it, unless measure=False. A measured table calibrated
+    on enough networks predicts with the per-op form (fit_form), otherwise with the line a + b * sum(ops)."""
+    ms = op_latencies(arch, device, path, measure)
     a, b = calibration(device, path)
-    return a + b * total
+    coef = _form(device, path)
+    if coef is None:
+        return a + b * sum(ms)
+    f = features(arch_ops(arch), ms)
+    return sum(coef.get(t, b if t.startswith("sum_") else 0.0) * v for t, v in f.items())
+
+
+def _form(device: str, path) -> dict | None:
+    """The per-op form's coefficients of a measured device's table, or None (the line)."""
+    if load_device(device)["kind"] == "estimated":
+        return None
+    return _table(device, path)[1].attrs["meta"].get("calibration", {}).get("coef")
 
