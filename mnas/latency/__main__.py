@@ -69,7 +69,7 @@ def build(cfg: DictConfig) -> None:
         space = load_space(cfg.space.name)
         keys = sorted(space.ops(), key=lambda k: k.astuple())
         res, classes = space.resolution, space.num_classes
-        extra = [a for _, _, a in hand_designs(res, classes)] + [a for _, _, a in pruned_archs(
+        extra = [a for *_, a in hand_designs(res, classes)] + [a for _, _, a in pruned_archs(
             cfg.calib_pruned, cfg.seed, "calibrate-pruned", res, classes)]
         for name in list(cfg.calib_spaces or [space.name]):  # their ops are measured as well, where missing
             other = load_space(name)
