@@ -194,8 +194,9 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
         points = theirs + [p for p in points if p["arch"] not in {q["arch"] for q in theirs}]
         ms = ms_by_key(df)
         ops = [arch_ops(ArchConfig.from_string(p["arch"])) for p in points]
-        a, b = fit_calibration([sum(ms[k.astuple()] for k in o) for o in ops], [p["ms"] for p in points])
-        coef = fit_form([features(o, [ms[k.astuple()] for k in o]) for o in ops], [p["ms"] for p in points])
+        lat = [[ms[k.astuple()] for k in o] for o in ops]  # each network's op latencies, looked up once
+        a, b = fit_calibration([sum(x) for x in lat], [p["ms"] for p in points])
+        coef = fit_form([features(o, x) for o, x in zip(ops, lat)], [p["ms"] for p in points])
         meta["calibration"] = {"a": a, "b": b, "form": "per_op" if coef else "line", "points": points,
                                "timing": NETWORK_TIMING, **({"coef": coef} if coef else {})}
         save_table(df, path)
