@@ -188,7 +188,7 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     from mnas.latency import predict
     from mnas.nn.models import get_model
     from mnas.nn.space import load_space
-    from mnas.search.study import hand_rivals, recommend, recommendation_text
+    from mnas.search.ship import hand_rivals, recommend, recommendation_text
 
     space, pixel = load_space("v3_small"), lambda a: predict(a, "pixel")  # noqa: E731
     v3s = get_model("mobilenet_v3_small", 0.75).to_string()

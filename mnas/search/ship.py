@@ -1,0 +1,134 @@
+"""What to ship after a search: the hand designs within the budget, the recommendation (the find or a hand
+design, by the search's own estimate), and the summary's closing lines (final-choice tie, measured budget check,
+recommendation). mnas.search.study.write_results calls them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnas.nn.models import hand_designs
+from mnas.nn.space import Space
+from mnas.nn.stats import count
+
+
+def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: dict | None = None) -> list[dict]:
+    """Every published hand design (mnas.nn.models.HAND_DESIGNS) within the budget at the space's deployment shape,
+    fastest first: its latency (and measured latency, where `measured` holds it: then that decides whether it
+    fits) and MACs, whether it is a point of the space, and the search's estimate of it when a trial scored it
+    (an enqueued baseline)."""
+    done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
+    scored, measured = dict(zip(done["arch"], done["accuracy"])), measured or {}
+    rows = []
+    for family, v, label, arch in hand_designs(space.resolution, space.num_classes):
+        ms, key = float(latency_fn(arch)), arch.to_string()
+        if (measured[key] if key in measured else ms) <= budget_ms:
+            rows.append(dict(model=label, family=family, variant=v, latency_ms=ms, measured_ms=measured.get(key),
+                             macs=count(arch).macs, in_space=space.params_for(arch) is not None,
+                             accuracy=scored.get(key)))
+    return sorted(rows, key=lambda r: r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"])
+
+
+def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin: float = 0.0) -> dict:
+    """Which model to ship, by the search's own estimator: the find, or an in-budget hand design that the
+    estimator scored at least as high and that the final choice's tie (best["tie"]) did not settle for the find.
+    With margin > 0 (points) the find must beat the best scored hand design by more than that: a smaller lead is
+    inside the estimator's own noise (supernets trained with other seeds reorder archs of equal latency by about
+    that much), so the published design, known to work, is recommended and the lead reported (`within_noise`).
+    Hand designs outside the space were not scored: they are named, with the mnas.compare command that trains them
+    beside the find, so a loss to one cannot pass silently."""
+    scored = [r for r in rivals if r["accuracy"] is not None]
+    unscored = [r for r in rivals if r["accuracy"] is None]
+    top = max(scored, key=lambda r: r["accuracy"], default=None)
+    tied = {r.get("baseline") or f"trial {r['trial']}" for r in best.get("tie") or []}
+    out = {"ship": None, "margin_points": None, "against": None, "unscored": [r["model"] for r in unscored],
+           "check": None, "best_is_hand": bool(best.get("baseline")), "tied": False, "within_noise": False,
+           "ship_margin": margin}
+    if best.get("arch") is None:
+        out["ship"] = top["model"] if top is not None else None  # a scored hand design, else none yet
+    elif best.get("baseline"):  # the final choice is a hand design (the best estimate, or the tie's most MACs)
+        out.update(ship=best["baseline"], against="found")
+    elif top is not None and top["accuracy"] >= best["accuracy"] and top["model"] not in tied:
+        out.update(ship=top["model"], margin_points=100 * (top["accuracy"] - best["accuracy"]), against="found")
+    elif top is not None and margin > 0 and 100 * (best["accuracy"] - top["accuracy"]) <= margin:
+        out.update(ship=top["model"], margin_points=100 * (top["accuracy"] - best["accuracy"]), against="found",
+                   within_noise=True)
+    else:
+        out["ship"] = "found"
+        if top is not None:
+            out.update(margin_points=100 * (best["accuracy"] - top["accuracy"]), against=top["model"],
+                       tied=top["model"] in tied)
+    if rivals:
+        variants = {}
+        for r in rivals:
+            variants.setdefault(r["family"], []).append(r["variant"])
+        listed = ", ".join(f"{f}: [{', '.join(f'{v:g}' for v in vs)}]" for f, vs in variants.items())
+        out["check"] = (f"python -m mnas.compare device={device} run={out_dir} recipe=medium max_steps=600 pruned=none "
+                        f"'families=[{','.join(variants)}]' 'variants={{{listed}}}'")
+    return out
+
+
+def measured_text(best: dict, budget_ms: float) -> str:
+    """The summary's line on the measured budget check (best["measured"]: measure_candidates' outcome)."""
+    m = best["measured"]
+    over = m["over_budget"]
+    line = f"measured here ({m['how']}): {m['networks']} in-budget trials and hand designs near the budget; "
+    line += (f"{len(over)} trial(s) predicted within {budget_ms:g} ms ran over it and are left out: " + ", ".join(
+        f"trial {r['trial']} ({r['latency_ms']:.2f} ms predicted, {r['measured_ms']:.2f} measured)" for r in over[:5])
+        + (", ..." if len(over) > 5 else "")) if over else f"every in-budget trial measured within {budget_ms:g} ms"
+    if best.get("measured_ms") is not None:
+        line += f"; the choice measured {best['measured_ms']:.2f} ms ({best['latency_ms']:.2f} predicted)"
+    return line
+
+
+def tie_text(best: dict, z: float) -> str | None:
+    """The summary's line on the final choice, when a tie decided it."""
+    tie = best.get("tie") or []
+    if len(tie) < 2:
+        return None
+    lead = next(r for r in tie if r["trial"] == best["leader_trial"])
+    names = ", ".join(r.get("baseline") or f"trial {r['trial']}" for r in sorted(tie, key=lambda r: r["diff"]))
+    return (f"final choice: {len(tie)} in-budget trials are within {z:g} paired standard errors of the best estimate "
+            f"(trial {best['leader_trial']}, {100 * lead['accuracy']:.2f}%; the estimator cannot tell them apart): "
+            f"{names}; the one with the most MACs is chosen: trial {best['trial']}, {best['macs'] / 1e6:.1f} M "
+            f"MACs, {best['latency_ms']:.2f} ms")
+
+
+def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_name: str, device: str) -> str:
+    """The summary's closing lines: the hand designs that fit, which were scored, what to ship and how sure."""
+    if not rivals:
+        return f"no hand-designed MobileNet fits {budget_ms:g} ms on {device}: nothing to compare the find with"
+    measured = any(r.get("measured_ms") is not None for r in rivals)
+    ms = lambda r: f"{r['measured_ms']:.2f} ms" if measured else f"{r['latency_ms']:.2f} ms"  # noqa: E731
+    how = "measured here, each alone and warm" if measured else "predicted at the deployment shape"
+    lines = [f"hand designs within {budget_ms:g} ms ({device}, {how}): " + ", ".join(
+        f"{r['model']} {ms(r)}" + ("" if r["accuracy"] is None else f" ({100 * r['accuracy']:.2f}%)")
+        for r in rivals)]
+    if rec["ship"] == "found":
+        vs = "" if rec["against"] is None else \
+            f", {rec['margin_points']:+.2f} points over {rec['against']} by the same estimate (proxy val)" + \
+            (", a tie that the find's MACs decide" if rec["tied"] else "")
+        lines.append(f"recommended: the find{vs}" + (", unverified against the hand designs below" if rec["unscored"]
+                                                      else ""))
+    elif rec.get("within_noise"):  # with unscored hand designs the command comes in their line below
+        settle = "" if rec["unscored"] else f". Train both to settle it (proxy test, 3 seeds):\n  {rec['check']}"
+        lines.append(f"recommended: {rec['ship']}, a hand design: the find's estimate leads it by "
+                     f"{-rec['margin_points']:+.2f} points (proxy val), inside the estimator's own noise "
+                     f"(ship_margin {rec['ship_margin']:g} points); a published design wins a tie{settle}")
+    elif rec["against"] == "found" and rec["best_is_hand"]:
+        lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher, or it won the "
+                     "final choice's tie")
+    elif rec["against"] == "found":
+        lines.append(f"recommended: {rec['ship']}, a hand design: the estimator puts it {rec['margin_points']:.2f} "
+                     "points at or above the find")
+    elif rec["ship"] is not None:
+        lines.append(f"recommended: {rec['ship']}, a hand design (no searched arch fits the budget)")
+    else:
+        lines.append("recommended: none yet, no searched arch fits the budget; compare the hand designs:\n  "
+                     + rec["check"])
+        return "\n".join(lines)
+    if rec["unscored"]:
+        inside = {r["model"] for r in rivals if r["in_space"]}
+        outside = f"not a point of the {space_name} space"
+        why = ", ".join(f"{m} ({'not a trial of this study' if m in inside else outside})" for m in rec["unscored"])
+        lines.append(f"not scored by this search: {why}; the find is not shown to beat them. Before shipping, train "
+                     "them side by side (proxy test, 3 seeds):\n  " + rec["check"])
+    return "\n".join(lines)
