@@ -122,18 +122,18 @@ def test_predict_without_measuring_names_missing_key(tmp_path, cpu_meta):
 
 def test_build_resumes_after_interruption(tmp_path, monkeypatch, count_runners):
     p, keys = tmp_path / "t.parquet", arch_ops(tiny(depth=3))
-    real, rounds = profile_mod.time_interleaved, []
+    real, rounds = profile_mod.time_alone, []
 
     def interrupted(*a):
         if len(rounds) == 2:
             raise KeyboardInterrupt
         rounds.append(1)
         return real(*a)
-    monkeypatch.setattr(profile_mod, "time_interleaved", interrupted)
+    monkeypatch.setattr(profile_mod, "time_alone", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_table("cpu", keys, [], p, **FAST)
     assert len(read_table(p)) == 4  # two chunks of two ops were saved
-    monkeypatch.setattr(profile_mod, "time_interleaved", real)
+    monkeypatch.setattr(profile_mod, "time_alone", real)
     count_runners.clear()
     anchors = pick_anchors(ms_by_key(read_table(p)))  # re-timed beside every chunk, to catch speed drift
     df = build_table("cpu", keys, [], p, **FAST)
@@ -176,7 +176,7 @@ def test_a_build_notices_the_machine_changing_speed(tmp_path, monkeypatch, capsy
         slow = 2.0 if len(chunks) >= 3 else 1.0
         return np.array([[r * slow] * repeats for r in runners])
     monkeypatch.setattr(profile_mod, "make_runner", lambda module, x, *a, **k: cost(module, x))
-    monkeypatch.setattr(profile_mod, "time_interleaved", fake_times)
+    monkeypatch.setattr(profile_mod, "time_alone", fake_times)
     keys = list(dict.fromkeys(arch_ops(tiny(8, 2)) + arch_ops(tiny(16, 2)) + arch_ops(tiny(24, 2))))
     p = tmp_path / "t.parquet"
     measure_missing("cpu", keys, p, **FAST)
@@ -307,7 +307,10 @@ def test_fidelity_summary_and_files(tmp_path, monkeypatch):
     assert summary["n"] == 7 and [families[f]["n"] for f in ("mini random", "v1", "v3_small")] == [4, 2, 1]
     text = (out / "summary.txt").read_text().splitlines()
     assert text[0].startswith("cpu: MAPE")
-    assert [x.split(":")[0] for x in text[1:]] == ["  mini random", "  v1", "  v3_small"]
+    assert [x.split(":")[0] for x in text[1:4]] == ["  mini random", "  v1", "  v3_small"]
+    assert text[4].startswith("machine speed: the slowest chunk's anchor network") and len(text) == 9
+    assert csv.speed.min() >= 1.0 and (csv.measured_steady <= csv.measured).all()
+    assert summary["slowest_chunk"] == csv.speed.max() and summary["steady"]["n"] == 7
     assert abs(summary["worst"]) == pytest.approx(100 * (csv.error.abs().max()))
     other = tmp_path / "wide.yaml"
     other.write_text(space.read_text().replace("name: mini", "name: wide").replace("[8, 16]", "[24, 32]"))
@@ -372,3 +375,50 @@ def test_fidelity_adds_pruned_hand_designs():
     assert [f for f, _, _ in rows] == ["pruned"] * 5 and rows[4][1].startswith(PRUNE_STARTS[0])
     for (_, name, arch), start in zip(rows, [*PRUNE_STARTS, PRUNE_STARTS[0]]):
         assert name.startswith(start) and count(arch).macs < count(get_model(start)).macs
+
+
+def test_passes_time_each_network_in_new_sessions_and_keep_the_median(monkeypatch):
+    """measure_archs(passes=3) exports each network once, opens a new session for it in every pass, and reports
+    the median of its three passes' figures (not the minimum of all runs)."""
+    made, exported, calls = [], [], iter([10.0, 30.0, 20.0])
+    real_bytes, real_runner = profile_mod.onnx_bytes, profile_mod.session_runner
+    monkeypatch.setattr(profile_mod, "onnx_bytes", lambda m, x: exported.append(1) or real_bytes(m, x))
+    monkeypatch.setattr(profile_mod, "session_runner", lambda b, x, t=1: made.append(1) or real_runner(b, x, t))
+    monkeypatch.setattr(profile_mod, "time_alone",  # one pass over both networks per call: 10, then 30, then 20 ms
+                        lambda runners, repeats, warmup, threads: np.full((len(runners), repeats), next(calls)))
+    m = profile_mod.measure_archs([tiny(8, 1), tiny(16, 1)], repeats=4, chunk=2, passes=3, progress=False)
+    assert len(exported) == 2 and len(made) == 6
+    assert list(m.ms) == [20.0, 20.0] and list(m.n) == [12, 12]
+    with pytest.raises(UserError, match="passes"):
+        profile_mod.measure_archs([tiny(8, 1)], repeats=4, passes=0, progress=False)
+
+
+def test_a_table_of_ops_timed_round_robin_is_refused_and_rebuilt_by_build(tmp_path, capsys):
+    """Ops profiled the old way (round-robin over a chunk, before 2026-12-07) are not mixed with ops timed alone:
+    predict names the rebuild command; build moves the old table aside and measures anew."""
+    p, small = tmp_path / "t.parquet", tiny(8, 1, 32)
+    build_table("cpu", arch_ops(small), [], p, **FAST)
+    df = read_table(p)
+    assert df.attrs["meta"]["op_timing"] == "alone"
+    df.attrs["meta"].pop("op_timing")
+    save_table(df, p)
+    with pytest.raises(UserError, match="round-robin.*python -m mnas.latency build device=cpu"):
+        predict(small, "cpu", p)
+    build_table("cpu", arch_ops(small), [], p, **FAST)
+    assert (tmp_path / "t.interleaved.parquet").exists() and "building it anew" in capsys.readouterr().err
+    assert load_table("cpu", p).attrs["meta"]["op_timing"] == "alone" and len(read_table(p)) == len(df)
+
+
+def test_an_anchor_network_takes_the_machine_s_slow_spell_out(monkeypatch):
+    """The second chunk runs while the machine is twice as slow (every runner, the anchor too): its networks keep
+    their raw figures in ms, and ms_steady scales them back by the anchor, which shows 2.0 for that chunk."""
+    calls = iter([1.0, 2.0, 1.0])
+
+    def fake_times(runners, repeats, warmup, threads=1):
+        slow = next(calls)
+        figures = [slow * (k + 1) for k in range(len(runners) - 1)] + [slow * 10]  # the anchor runs last
+        return np.array([[f] * repeats for f in figures])
+    monkeypatch.setattr(profile_mod, "time_alone", fake_times)
+    m = profile_mod.measure_archs([tiny(8, 1)] * 5, repeats=2, chunk=2, progress=False, anchor=tiny(16, 1))
+    assert list(m.ms) == [1.0, 2.0, 2.0, 4.0, 1.0] and list(m.anchor) == [1.0, 1.0, 2.0, 2.0, 1.0]
+    assert list(m.ms_steady) == [1.0, 2.0, 1.0, 2.0, 1.0]

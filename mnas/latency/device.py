@@ -39,7 +39,7 @@ class Device:
             raise UserError(f"device {self.name!r} is not measured on this machine: only its predictions exist")
         c = self.config
         return measure_archs(list(archs), c["runtime"], c["threads"], repeats, stat=c["stat"],
-                             progress=progress)["ms"].tolist()
+                             progress=progress, passes=c["passes"])["ms"].tolist()
 
     def measure_fn(self, repeats: int = 100, progress: bool = False):
         """`archs -> [ms]` for the benchmarks that add measured figures, or None when the device is not live."""
@@ -48,5 +48,6 @@ class Device:
     def how_measured(self, repeats: int = 100) -> str:
         """How measure() times, in words ('' when it cannot)."""
         c = self.config
-        return (f"{c['runtime']}, {c['threads']} thread(s), {c['stat']} of {repeats} warm runs, each network alone"
-                if self.live else "")
+        passes = f", median of {c['passes']} sessions" if c["passes"] > 1 else ""
+        return (f"{c['runtime']}, {c['threads']} thread(s), {c['stat']} of {repeats} warm runs{passes}, each network "
+                f"alone" if self.live else "")

@@ -24,7 +24,9 @@ from mnas.latency.table import (
     missing_key_error,
     ms_by_key,
     new_meta,
+    read_table,
     save_table,
+    stale_op_timing,
     table_path,
 )
 from mnas.nn.arch import ArchConfig
@@ -93,12 +95,12 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
     """Profile the ops of `keys` that the device's table lacks, appending them to the table file chunk by chunk.
     Returns the updated table; a table that does not exist yet is started empty.
 
-    `anchors`: ops already in the table to time again in the same interleaved run as the missing ones (on-demand
-    measurement of one network's new ops). The new values are scaled by the median ratio table/now over the
-    anchors, so that they are in the units of the table's own campaign: a handful of ops timed together runs with
-    warm caches (a 576x1024x1000 classifier's 6 MB of weights stay in L3) and under today's load, and measured
-    0.18 ms where the 64-op build chunks had measured 0.40 ms for an op 2% larger, which made pruning its
-    channels look like a 9% speed-up."""
+    `anchors`: ops already in the table to time again in the same run as the missing ones (on-demand measurement
+    of one network's new ops). The new values are scaled by the median ratio table/now over the anchors, so that
+    they are in the units of the table's own campaign although the machine may run faster or slower today (until
+    2026-12-07, when ops were timed round-robin in 64-op chunks, it also undid the warm caches of a small run: a
+    576x1024x1000 classifier measured 0.18 ms in a handful of ops and 0.40 ms in a build chunk).
+    """
     cfg = _live(device)
     path = Path(path) if path else table_path(cfg)
     if path.exists():
@@ -117,7 +119,7 @@ def measure_missing(device: str, keys, path=None, progress: bool = False, resolu
                 df.attrs["meta"].setdefault("drift", []).append(drift)
             save_table(df, path)
     if todo and anchors and len(todo) + len(anchors) <= profile_kw.get("chunk", 64) * 2:
-        kw = dict(profile_kw, chunk=len(todo) + len(anchors))  # one interleaved run: same conditions for all
+        kw = dict(profile_kw, chunk=len(todo) + len(anchors))  # one run: the same conditions for all
         rows = profile_ops(todo + anchors, cfg["runtime"], cfg["threads"], stat=cfg["stat"], progress=progress, **kw)
         ratio = units_factor([have[k.astuple()] for k in anchors], rows["ms"].to_numpy()[len(todo):])
         new = rows.iloc[:len(todo)].copy()
@@ -184,7 +186,8 @@ def calibrate(device: str, archs: list[ArchConfig], path=None, repeats: int = 10
     done = {p["arch"] for p in points}
     new = [a for a in dict.fromkeys(archs) if a.to_string() not in done]
     if new:
-        m = measure_archs(new, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress)
+        m = measure_archs(new, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress,
+                          passes=cfg["passes"])
         points = points + [{"arch": a.to_string(), "ms": float(ms), "spread": float(sp)}
                            for a, ms, sp in zip(new, m["ms"], m["spread"])]
     with locked(path):  # points and rows another process saved meanwhile are kept
@@ -214,7 +217,15 @@ def build_table(device: str, keys, archs: list[ArchConfig], path=None, repeats: 
                 chunk: int = 64, arch_repeats: int = 100, resolution: int = 224, num_classes: int = 1000,
                 progress: bool = True):
     """Measure every op in `keys` missing from the device's table (saved chunk by chunk: an interrupted build
-    resumes where it stopped), then calibrate on the whole networks `archs`. Returns the table."""
+    resumes where it stopped), then calibrate on the whole networks `archs`. Returns the table. A table whose ops
+    were timed the old way (stale_op_timing) is moved aside to `<name>.interleaved.parquet` and built anew."""
+    cfg = _live(device)
+    p = Path(path) if path else table_path(cfg)
+    if p.exists() and stale_op_timing(read_table(p).attrs["meta"]):
+        old = p.with_name(p.stem + ".interleaved.parquet")
+        p.replace(old)
+        print(f"{p}: its ops were timed round-robin with others (before 2026-12-07); building it anew, the old table "
+              f"kept as {old}", file=sys.stderr)
     measure_missing(device, keys, path, progress, repeats=repeats, warmup=warmup, chunk=chunk,
                     resolution=resolution, num_classes=num_classes)
     return calibrate(device, archs, path, arch_repeats, progress) if archs else load_table(device, path)

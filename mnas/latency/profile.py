@@ -2,17 +2,17 @@
 
 Every op becomes a small nn.Module (its block, or the classifier with its global pool) fed a (1, cin, res, res)
 tensor. With runtime `onnxruntime` it is exported to ONNX once (TorchScript exporter, opset 17: much faster to
-export than the dynamo exporter and equally good for these static graphs) and run in one CPU session with
-`threads` intra-op threads, sequential execution and all graph optimisations; with runtime `torch` it runs
-eagerly under inference_mode. Ops are timed round-robin, one call each per round, so that whatever else runs on the
-machine spreads evenly over all ops. Whole networks are timed alone and warm (`time_alone`), as a deployed model
-runs and as a user's benchmark times it: round-robin over networks evicts a small network's weights from cache
-between its runs, measured 30-40% slower for MobileNetV3-Small 0.75 (2026-12-05). With one thread all the work runs
-on the calling thread, so the clock is that thread's CPU time: time the scheduler gives to other processes is not
-counted (with more threads it is wall time). A row reports `ms` (by default the fastest run: other processes only
-ever add time; on this shared 2-core machine, between repeated measurements, the minimum of an op moved about 1%
-and of a network 3%, the median about 11%; `stat=median` for a quiet device), the interquartile range (`spread`)
-and the number of runs (`n`).
+export than the dynamo exporter and equally good for these static graphs) and run in one CPU session with `threads`
+intra-op threads, sequential execution and all graph optimisations; with runtime `torch` it runs eagerly under
+inference_mode. Ops and whole networks are timed alone and warm (`time_alone`), as a deployed model runs and as a
+user's benchmark times it: round-robin over networks evicts a small network's weights from cache between its runs,
+measured 30-40% slower for MobileNetV3-Small 0.75 (2026-12-05), and ops timed round-robin over a 64-op chunk summed
+to 1.73x MobileNetV3-Small 1.0's measured time (timed alone: 1.06x; 2026-12-07), which the calibration had to undo.
+With one thread all the work runs on the calling thread, so the clock is that thread's CPU time: time the scheduler
+gives to other processes is not counted (with more threads it is wall time). A row reports `ms` (by default the
+fastest run: other processes only ever add time; on this shared 2-core machine, between repeated measurements, the
+minimum of an op moved about 1% and of a network 3%, the median about 11%; `stat=median` for a quiet device), the
+interquartile range (`spread`) and the number of runs (`n`).
 """
 from __future__ import annotations
 
@@ -72,7 +72,11 @@ def make_runner(module: torch.nn.Module, x: torch.Tensor, runtime: str = "onnxru
             with torch.inference_mode():
                 return module(x)
         return run
-    import onnxruntime as ort
+    return session_runner(onnx_bytes(module, x), x, threads)
+
+
+def onnx_bytes(module: torch.nn.Module, x: torch.Tensor) -> bytes:
+    """`module` exported to ONNX (opset 17, input "x")."""
     buf, torch_threads = io.BytesIO(), torch.get_num_threads()
     torch.set_num_threads(1)  # tracing runs the module once: on a busy 2-core machine 4x faster on one thread
     try:
@@ -81,12 +85,18 @@ def make_runner(module: torch.nn.Module, x: torch.Tensor, runtime: str = "onnxru
             torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
     finally:
         torch.set_num_threads(torch_threads)
+    return buf.getvalue()
+
+
+def session_runner(model: bytes, x: torch.Tensor, threads: int = 1) -> Callable[[], object]:
+    """A zero-argument callable that runs an ONNX model on `x` in a new onnxruntime session."""
+    import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    session = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     feed = {"x": x.numpy()}
     return lambda: session.run(None, feed)
 
@@ -145,8 +155,9 @@ def profile_ops(keys: Iterable[OpKey], runtime: str = "onnxruntime", threads: in
                 anchors: Iterable[OpKey] = ()) -> pd.DataFrame:
     """Measure every op: table rows (KEY_COLUMNS + ms, spread, n), in the order given.
 
-    Ops are timed in chunks of `chunk` (interleaved within a chunk); `on_chunk(rows)` receives each chunk's rows
-    as soon as they are measured, so a caller can save them and an interrupted run loses at most one chunk.
+    Ops are timed in chunks of `chunk` (each alone and warm, the chunk's rounds spread over time); `on_chunk(rows)`
+    receives each chunk's rows as soon as they are measured, so a caller can save them and an interrupted run loses
+    at most one chunk.
     `anchors`: ops timed again in every chunk beside its own (compiled once); each chunk's rows carry their
     times in rows.attrs["anchor_ms"] (a list, in anchors' order), so that a long build can tell whether the
     machine changed speed between chunks."""
@@ -160,7 +171,7 @@ def profile_ops(keys: Iterable[OpKey], runtime: str = "onnxruntime", threads: in
             for k in batch:
                 runners.append(make_runner(*op_module(k), runtime, threads))
                 bar.update()
-            times = time_interleaved(runners + fixed, repeats, warmup, threads)
+            times = time_alone(runners + fixed, repeats, warmup, threads)
             rows = pd.concat([pd.DataFrame([k.astuple() for k in batch], columns=KEY_COLUMNS),
                               summarize(times[:len(batch)], stat)], axis=1)
             if fixed:
@@ -176,18 +187,63 @@ def profile_ops(keys: Iterable[OpKey], runtime: str = "onnxruntime", threads: in
 
 
 def measure_archs(archs: list[ArchConfig], runtime: str = "onnxruntime", threads: int = 1, repeats: int = 100,
-                  warmup: int = 10, chunk: int = 10, stat: str = "min", progress: bool = True) -> pd.DataFrame:
+                  warmup: int = 10, chunk: int = 10, stat: str = "min", progress: bool = True,
+                  passes: int = 1, anchor: ArchConfig | None = None) -> pd.DataFrame:
     """End-to-end latency of whole networks (batch 1), each timed alone and warm (time_alone): rows of ms,
-    spread, n. The one definition of a measured network latency (calibration, fidelity, prune, compare)."""
-    parts = []
-    for start in tqdm(range(0, len(archs), chunk), desc=f"measuring networks ({runtime})", unit="chunk",
-                      disable=not progress or len(archs) <= chunk):
-        runners = []
-        for a in archs[start:start + chunk]:
-            runners.append(make_runner(build(a).eval(), torch.randn(1, a.in_chans, a.resolution, a.resolution),
-                                       runtime, threads))
-        parts.append(summarize(time_alone(runners, repeats, warmup, threads), stat))
-    return pd.concat(parts, ignore_index=True)
+    spread, n. The one definition of a measured network latency (calibration, fidelity, prune, compare).
+
+    `passes` > 1: every network is timed again in each pass over all of them, each time in a new session (its
+    weights and buffers allocated anew), and `ms` is the median of its passes' figures; `spread` is the IQR of all
+    its runs. A figure from one session can sit 2-20% off the next session's on an idle machine (placement in
+    memory; docs/latency.md, 2026-12-07), which repeats inside one session do not average out.
+
+    `anchor`: a network timed again beside every chunk, in one session kept for the whole measurement, so that its
+    figures follow the machine's speed only: the rows get `anchor` (their chunks' anchor figure, the median over
+    passes, relative to the fastest chunk: 1.0 = the machine at its fastest) and `ms_steady` (each pass's figure
+    divided by its chunk's relative anchor figure, then the median: the latency on the machine at its fastest)."""
+    if passes < 1:
+        raise UserError(f"passes must be at least 1, got {passes}")
+    exported = [None] * len(archs)
+    figures, runs = np.empty((passes, len(archs))), [[] for _ in archs]
+    n_chunks = -(-len(archs) // chunk)
+    anchor_fig = np.ones((passes, len(archs)))
+    fixed = []
+    if anchor is not None:
+        fixed = [make_runner(build(anchor).eval(), torch.randn(1, anchor.in_chans, anchor.resolution,
+                                                               anchor.resolution), runtime, threads)]
+    with tqdm(total=passes * n_chunks, desc=f"measuring networks ({runtime})", unit="chunk",
+              disable=not progress or passes * n_chunks <= 1) as bar:
+        for p in range(passes):
+            for start in range(0, len(archs), chunk):
+                idx = list(range(start, min(start + chunk, len(archs))))
+                runners = []
+                for i in idx:
+                    a = archs[i]
+                    x = torch.randn(1, a.in_chans, a.resolution, a.resolution)
+                    if runtime == "torch":
+                        runners.append(make_runner(build(a).eval(), x, runtime, threads))
+                        continue
+                    if exported[i] is None:
+                        exported[i] = onnx_bytes(build(a).eval(), x)
+                    runners.append(session_runner(exported[i], x, threads))
+                times = time_alone(runners + fixed, repeats, warmup, threads)
+                figs = summarize(times, stat)["ms"].to_numpy()
+                figures[p, idx] = figs[:len(idx)]
+                if fixed:
+                    anchor_fig[p, idx] = figs[-1]
+                for i, t in zip(idx, times):
+                    runs[i].append(t)
+                del runners
+                bar.update()
+    pooled = [np.concatenate(r) for r in runs]
+    q1 = np.array([np.percentile(r, 25) for r in pooled])
+    q3 = np.array([np.percentile(r, 75) for r in pooled])
+    out = pd.DataFrame({"ms": np.median(figures, axis=0), "spread": q3 - q1, "n": [len(r) for r in pooled]})
+    if fixed:
+        rel = anchor_fig / anchor_fig.min()
+        out["anchor"] = np.median(rel, axis=0)
+        out["ms_steady"] = np.median(figures / rel, axis=0)
+    return out
 
 
 def measure_arch(arch: ArchConfig, runtime: str = "onnxruntime", threads: int = 1, repeats: int = 100,

@@ -56,7 +56,19 @@ def _read_device(path: Path, mtime_ns: int) -> dict:
         raise UserError(f"device config {path} needs 'kind: measured' or 'kind: estimated'")
     if cfg.setdefault("name", path.stem) != path.stem:
         raise UserError(f"device config {path} says name: {cfg['name']}; it must match the file name ({path.stem})")
-    return {"runtime": None, "threads": 1, "stat": "min", "live": False, **cfg}
+    cfg = {"runtime": None, "threads": 1, "stat": "min", "passes": 1, "live": False, **cfg}
+    if not isinstance(cfg["passes"], int) or isinstance(cfg["passes"], bool) or cfg["passes"] < 1:
+        raise UserError(f"device config {path}: passes must be a whole number of at least 1, got {cfg['passes']!r}")
+    return cfg
+
+
+OP_TIMING = "alone"  # how profile_ops times ops, kept in a table's metadata (before 2026-12-07: interleaved)
+
+
+def stale_op_timing(meta: dict) -> bool:
+    """Whether a measured table's ops were timed the old way (round-robin over a 64-op chunk, 1.3-2x slower than
+    each op warm): such a table is rebuilt, not extended."""
+    return meta.get("op_timing") != OP_TIMING
 
 
 def table_path(device: dict) -> Path:
@@ -68,7 +80,7 @@ def table_path(device: dict) -> Path:
 def new_meta(device: dict, runtime_version: str, resolution: int, num_classes: int) -> dict:
     """The metadata record of a table about to be measured on this machine."""
     return {"device": device["name"], "runtime": device["runtime"], "runtime_version": runtime_version,
-            "threads": device["threads"], "stat": device["stat"],
+            "threads": device["threads"], "stat": device["stat"], "op_timing": OP_TIMING,
             "clock": "thread CPU time" if device["threads"] == 1 else "wall", "dtype": "float32", "cpu": cpu_model(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resolution": resolution, "num_classes": num_classes}
@@ -151,6 +163,10 @@ def load_table(device: str, path: str | Path | None = None) -> pd.DataFrame:
     if meta.get("device") != device or got != want:
         raise UserError(f"{path} was measured for device {meta.get('device')!r} {got}, not for {device!r} {want}: "
                         f"pass that table's own device, or rebuild with `python -m mnas.latency build device={device}`")
+    if cfg.get("live") and stale_op_timing(meta):
+        raise UserError(f"{path} holds ops timed round-robin with 63 others (before 2026-12-07), 1.3-2x slower than "
+                        f"each op warm: rebuild it with `python -m mnas.latency build device={device} space=<space>` "
+                        f"(the old file is kept beside it; minutes)")
     return df
 
 
