@@ -2,11 +2,9 @@
 spaces, of every published hand design (MobileNetV1 0.25-1.0, V2 0.35-1.4 and 1.0 at 96-192 px, V3-Small/-Large
 0.5-1.0) and of further networks a caller adds (the CLI: pruned hand designs, mnas.nn.units.random_pruned).
 
-Writes fidelity.csv (family, name, arch, predicted, measured, spread, speed, measured_steady, error), fidelity.png
-(scatter by family with y = x and a +-10% band) and summary.txt (MAPE, share within +-10%, Kendall tau, worst error:
-overall and per family; on a live device also how far the machine's speed moved during the measurement, from an
-anchor network re-timed beside every chunk, and the same scores against the machine at its fastest) under
-runs/latency/fidelity/<device>/<timestamp>/.
+Writes fidelity.csv (family, name, arch, predicted, measured, spread, error), fidelity.png (scatter by family with
+y = x and a +-10% band) and summary.txt (MAPE, share within +-10%, Kendall tau, worst error: overall and per
+family) under runs/latency/fidelity/<device>/<timestamp>/.
 A live device measures the networks here; an estimated device's cost-model module supplies its own comparison
 against published figures through `fidelity() -> DataFrame(arch, predicted, measured)`.
 """
@@ -14,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import random
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -72,7 +69,7 @@ def compare_live(device: str, n: int, space, seed: int, repeats: int, progress: 
     """n random archs of each space (`space`: a name or a list), every hand design (baselines) and the (family,
     name, arch) rows of `extra` (e.g. pruned networks): predicted (ops measured first where missing) and measured
     here, end to end, each network alone (measure_archs)."""
-    from mnas.nn.models import hand_designs, mobilenet_v3_small
+    from mnas.nn.models import hand_designs
     from mnas.nn.space import load_space
     cfg = load_device(device)
     rows = []
@@ -85,10 +82,10 @@ def compare_live(device: str, n: int, space, seed: int, repeats: int, progress: 
     measure_missing(device, [k for a in archs for k in arch_ops(a)], path, progress)
     predicted = [predict(a, device, path) for a in archs]
     m = measure_archs(archs, cfg["runtime"], cfg["threads"], repeats, stat=cfg["stat"], progress=progress,
-                      passes=cfg["passes"], anchor=mobilenet_v3_small(1.0))
+                      passes=cfg["passes"])
     return pd.DataFrame({"family": [f for f, _, _ in rows], "name": [nm for _, nm, _ in rows],
                          "arch": [a.to_string() for a in archs], "predicted": predicted, "measured": m["ms"],
-                         "spread": m["spread"], "speed": m["anchor"], "measured_steady": m["ms_steady"]})
+                         "spread": m["spread"]})
 
 
 def run_fidelity(device: str = "cpu", n: int = 100, space="v3_small", seed: int = 0, repeats: int = 100,
@@ -115,18 +112,5 @@ def run_fidelity(device: str = "cpu", n: int = 100, space="v3_small", seed: int 
     plot(df, out / "fidelity.png", line.replace(", Kendall", "\nKendall"))
     families = by_family(df) if "family" in df else {}
     lines = [line] + [summary_line(v, f"  {k}") for k, v in families.items()]
-    if "speed" in df:  # the anchor network re-timed beside every chunk: how far the machine's own speed moved
-        slow = float(df.speed.max())
-        s["slowest_chunk"] = slow
-        steady = {k: summarize(g.predicted, g.measured_steady) for k, g in df.groupby("family", sort=False)}
-        s["steady"] = dict(summarize(df.predicted, df.measured_steady), families=steady)
-        lines += [f"machine speed: the slowest chunk's anchor network (MobileNetV3-Small 1.0, re-timed beside every "
-                  f"chunk) ran {100 * (slow - 1):.0f}% slower than the fastest's",
-                  summary_line(s["steady"], "against the machine at its fastest (each chunk scaled by its anchor)")]
-        lines += [summary_line(v, f"  {k}") for k, v in steady.items()]
-        if slow > 1.05:
-            print(f"fidelity: the machine ran up to {100 * (slow - 1):.0f}% slower during part of the measurement "
-                  f"(anchor network re-timed beside every chunk); summary.txt also scores against the machine at "
-                  f"its fastest; for a clean figure re-run on a quiet machine", file=sys.stderr)
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     return dict(s, families=families), out

@@ -188,29 +188,19 @@ def profile_ops(keys: Iterable[OpKey], runtime: str = "onnxruntime", threads: in
 
 def measure_archs(archs: list[ArchConfig], runtime: str = "onnxruntime", threads: int = 1, repeats: int = 100,
                   warmup: int = 10, chunk: int = 10, stat: str = "min", progress: bool = True,
-                  passes: int = 1, anchor: ArchConfig | None = None) -> pd.DataFrame:
+                  passes: int = 1) -> pd.DataFrame:
     """End-to-end latency of whole networks (batch 1), each timed alone and warm (time_alone): rows of ms,
     spread, n. The one definition of a measured network latency (calibration, fidelity, prune, compare).
 
     `passes` > 1: every network is timed again in each pass over all of them, each time in a new session (its
     weights and buffers allocated anew), and `ms` is the median of its passes' figures; `spread` is the IQR of all
     its runs. A figure from one session can sit 2-20% off the next session's on an idle machine (placement in
-    memory; docs/latency.md, 2026-12-07), which repeats inside one session do not average out.
-
-    `anchor`: a network timed again beside every chunk, in one session kept for the whole measurement, so that its
-    figures follow the machine's speed only: the rows get `anchor` (their chunks' anchor figure, the median over
-    passes, relative to the fastest chunk: 1.0 = the machine at its fastest) and `ms_steady` (each pass's figure
-    divided by its chunk's relative anchor figure, then the median: the latency on the machine at its fastest)."""
+    memory; docs/latency.md, 2026-12-07), which repeats inside one session do not average out."""
     if passes < 1:
         raise UserError(f"passes must be at least 1, got {passes}")
     exported = [None] * len(archs)
     figures, runs = np.empty((passes, len(archs))), [[] for _ in archs]
     n_chunks = -(-len(archs) // chunk)
-    anchor_fig = np.ones((passes, len(archs)))
-    fixed = []
-    if anchor is not None:
-        fixed = [make_runner(build(anchor).eval(), torch.randn(1, anchor.in_chans, anchor.resolution,
-                                                               anchor.resolution), runtime, threads)]
     with tqdm(total=passes * n_chunks, desc=f"measuring networks ({runtime})", unit="chunk",
               disable=not progress or passes * n_chunks <= 1) as bar:
         for p in range(passes):
@@ -226,11 +216,8 @@ def measure_archs(archs: list[ArchConfig], runtime: str = "onnxruntime", threads
                     if exported[i] is None:
                         exported[i] = onnx_bytes(build(a).eval(), x)
                     runners.append(session_runner(exported[i], x, threads))
-                times = time_alone(runners + fixed, repeats, warmup, threads)
-                figs = summarize(times, stat)["ms"].to_numpy()
-                figures[p, idx] = figs[:len(idx)]
-                if fixed:
-                    anchor_fig[p, idx] = figs[-1]
+                times = time_alone(runners, repeats, warmup, threads)
+                figures[p, idx] = summarize(times, stat)["ms"].to_numpy()
                 for i, t in zip(idx, times):
                     runs[i].append(t)
                 del runners
@@ -238,12 +225,7 @@ def measure_archs(archs: list[ArchConfig], runtime: str = "onnxruntime", threads
     pooled = [np.concatenate(r) for r in runs]
     q1 = np.array([np.percentile(r, 25) for r in pooled])
     q3 = np.array([np.percentile(r, 75) for r in pooled])
-    out = pd.DataFrame({"ms": np.median(figures, axis=0), "spread": q3 - q1, "n": [len(r) for r in pooled]})
-    if fixed:
-        rel = anchor_fig / anchor_fig.min()
-        out["anchor"] = np.median(rel, axis=0)
-        out["ms_steady"] = np.median(figures / rel, axis=0)
-    return out
+    return pd.DataFrame({"ms": np.median(figures, axis=0), "spread": q3 - q1, "n": [len(r) for r in pooled]})
 
 
 def measure_arch(arch: ArchConfig, runtime: str = "onnxruntime", threads: int = 1, repeats: int = 100,
