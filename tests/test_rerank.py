@@ -111,3 +111,20 @@ def test_a_winning_find_is_decided_on_fresh_seeds(searched, tmp_path):
 def test_bad_settings(bad, msg):
     with pytest.raises(UserError, match=msg):
         RerankSettings(**bad)
+
+
+def test_the_second_stage_trains_the_width_that_fills_the_budget():
+    """A filled width among best.json's hand designs (mnas.search.ship.hand_rivals) is a hand-design candidate of
+    the second stage, built at its width, beside the published ones."""
+    from mnas.nn.models import mobilenet_v3_small
+    from mnas.nn.space import load_space
+    from mnas.search.rerank import candidates
+    space = load_space("v3_small")
+    hand = [dict(model="MobileNetV3-Small 0.75", family="v3_small", variant=0.75, latency_ms=13.05, macs=39e6,
+                 accuracy=None, filled=False),
+            dict(model="MobileNetV3-Small 0.88 (width filling the budget)", family="v3_small", variant=0.88,
+                 latency_ms=14.97, macs=47e6, accuracy=None, filled=True)]
+    trials = pd.DataFrame(columns=["state", "estimated", "latency_ms", "baseline", "accuracy", "arch", "number"])
+    rows = candidates(trials, dict(budget_ms=15.0, hand_designs=hand), space, k=2, proxy_resolution=32)
+    assert [r["model"] for r in rows] == [h["model"] for h in hand] and all(r["kind"] == "hand" for r in rows)
+    assert rows[1]["arch"] == mobilenet_v3_small(0.88) and rows[1]["latency_ms"] == 14.97

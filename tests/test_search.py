@@ -209,6 +209,10 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     variants = yaml.safe_load(rec["check"].split("'variants=")[1].rstrip("'"))
     assert set(families) == set(variants) and sum(map(len, variants.values())) == len(rivals)
     assert 0.75 in variants["v3_small"] and 96 in variants["v2_res"]
+    filled = {r["model"]: r for r in rivals if r["filled"]}  # each width family with a variant in budget, widened
+    assert set(filled) == {"MobileNetV3-Small 0.88 (width filling the budget)", "MobileNetV1 0.29 (width filling "
+                           "the budget)"} and all(not r["in_space"] and r["latency_ms"] <= 15 for r in filled.values())
+    assert 0.88 in variants["v3_small"] and 0.29 in variants["v1"] and set(filled) <= set(rec["unscored"])
     text = recommendation_text(rec, rivals, 15.0, "v3_small", "pixel")
     assert "+2.00 points over MobileNetV3-Small 0.75" in text and "not shown to beat them" in text
     worse = recommend(dict(arch="found-arch", accuracy=0.69), rivals, "pixel", tmp_path)
@@ -222,6 +226,15 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     assert text.count("python -m mnas.compare") == 1  # once, in the unscored hand designs' line
     clear = recommend(found, rivals, "pixel", tmp_path, margin=1.5)
     assert clear["ship"] == "found" and not clear["within_noise"]
+
+
+def test_filled_width_is_the_widest_multiplier_within_the_budget():
+    """Bisection over widths 0.25-1.5 in steps of 0.01 on a latency that grows with the stem's channels."""
+    from mnas.search.ship import filled_width
+    def ms(arch):  # V3-Small's stem: 8 channels below width 0.56, 16 up to 1.11, then 24
+        return float(arch.stem.out)
+    assert filled_width("v3_small", ms, 16.0, 224, 1000) == 1.11 and filled_width("v3_small", ms, 8, 224, 1000) == 0.55
+    assert filled_width("v3_small", ms, 7.0, 224, 1000) is None and filled_width("v3_small", ms, 99, 224, 1000) == 1.5
 
 
 def _trial(macs, latency, correct, estimated=True, baseline=None):

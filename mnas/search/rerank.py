@@ -32,7 +32,7 @@ import pandas as pd
 from mnas.compare.run import Recipe, scaled_proxy, train_all
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
-from mnas.nn.models import hand_designs
+from mnas.nn.models import hand_designs, variant
 from mnas.nn.space import Space
 
 COLUMNS = ["model", "kind", "trial", "latency_ms", "macs", "estimate", "val_acc", "val_std", "test_acc", "seeds",
@@ -71,7 +71,8 @@ class RerankSettings:
 
 def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_resolution: int) -> list[dict]:
     """The k in-budget searched trials of highest estimate (distinct archs; the final choice always among them) and
-    every hand design within the budget (best.json's `hand_designs`), as mnas.compare rows."""
+    every hand design within the budget (best.json's `hand_designs`, the widths filling the budget among them), as
+    mnas.compare rows."""
     budget = best["budget_ms"]
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)  # noqa: E712
                   & (trials["latency_ms"] <= budget) & trials["baseline"].isna()]
@@ -90,6 +91,11 @@ def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_res
         if (row := rivals.get(label)) is not None:
             rows.append(dict(model=label, kind="hand", trial=trial_of.get(label), arch=arch,
                              latency_ms=row["latency_ms"], macs=row["macs"], estimate=row.get("accuracy")))
+    for row in rivals.values():  # a family's width multiplier filling the budget (mnas.search.ship.filled_width)
+        if row.get("filled"):
+            rows.append(dict(model=row["model"], kind="hand", trial=None, arch=variant(
+                row["family"], row["variant"], space.resolution, space.num_classes)[2], latency_ms=row["latency_ms"],
+                macs=row["macs"], estimate=row.get("accuracy")))
     for r in rows:
         r["proxy_resolution"] = scaled_proxy(r["arch"].resolution, space.resolution, proxy_resolution)
     return rows

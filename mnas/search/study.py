@@ -27,7 +27,7 @@ from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.search import report
-from mnas.search.ship import hand_rivals, measured_text, recommend, recommendation_text, tie_text
+from mnas.search.ship import filled_archs, hand_rivals, measured_text, recommend, recommendation_text, tie_text
 
 SAMPLERS = ("tpe", "nsga2", "random")
 OBJECTIVES = ("constraint", "soft")
@@ -207,16 +207,18 @@ MEASURE_SLACK = 1.25  # hand designs predicted up to this factor over the budget
 
 def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms: float, repeats: int,
                        progress: bool = False) -> dict[str, float]:
-    """On a live device (`latency_fn.live`: this machine, e.g. device=cpu) with repeats > 0: the measured latency
-    (ms) of every estimated trial predicted within the budget and of every hand design predicted within
-    MEASURE_SLACK x the budget, by arch string, all measured in one call (`latency_fn.measure`: each network
-    alone and warm, as a user's benchmark times it). The budget is the user's contract with their own
-    benchmark, so a trial the table under-predicts cannot be shipped over it. {} on a predicted device."""
+    """On a live device (`latency_fn.live`: this machine, e.g. device=cpu) with repeats > 0: the measured latency (ms)
+    of every estimated trial predicted within the budget and of every hand design predicted within MEASURE_SLACK
+    x the budget and of each width family at the multiplier that fills the budget, by arch string, all measured
+    in one call (`latency_fn.measure`: each network alone and warm, as a user's benchmark times it). The budget
+    is the user's contract with their own benchmark, so a trial the table under-predicts cannot be shipped over
+    it. {} on a predicted device."""
     if not repeats or not getattr(latency_fn, "live", False):
         return {}
     archs = [t.user_attrs["arch"] for t in estimated_in_budget(study, budget_ms)]
     archs += [a.to_string() for _, _, _, a in hand_designs(space.resolution, space.num_classes)
               if latency_fn(a) <= MEASURE_SLACK * budget_ms]
+    archs += [a.to_string() for _, a in filled_archs(space, latency_fn, budget_ms).values()]
     archs = list(dict.fromkeys(archs))
     if not archs:
         return {}
