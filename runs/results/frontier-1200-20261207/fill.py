@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from mnas.compare.run import Recipe, train_all
+from mnas.compare.run import Recipe, table, train_all
 from mnas.latency import predict
 from mnas.nn.arch import ArchConfig, make_divisible
 from mnas.nn.models import mobilenet_v3_small
-from mnas.nn.stats import count
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent
@@ -56,17 +54,10 @@ def main():
         r["proxy_resolution"] = 32
     recipe = Recipe(data="fmnist_cluttered", val_size=2000, test_images=5000, max_steps=1200, batch_size=64, lr=0.1)
     res, _ = train_all(rows, recipe, recipe.load_data(), 3, Path("runs/compare/cache"), jobs=JOBS, desc="1200 steps")
-    out = []
-    for i, r in enumerate(rows):
-        acc = [100 * res[i, s]["test_acc"] for s in range(3)]
-        out.append(dict(model=r["model"], pixel_ms=round(predict(r["arch"], "pixel"), 2),
-                        mmacs=round(count(r["arch"]).macs / 1e6, 1), test_mean=round(np.mean(acc), 2),
-                        test_std=round(np.std(acc, ddof=1), 2), per_seed=";".join(f"{a:.2f}" for a in acc),
-                        seconds=round(np.mean([res[i, s]["seconds"] for s in range(3)])),
-                        arch=r["arch"].to_string()))
-    df = pd.DataFrame(out)
+    df = table(rows, res, 3, "pixel")  # mnas.compare's own table: pixel latency, MACs, test accuracy per seed
+    shown = ["model", "latency_ms", "macs", "test_acc", "test_std", "test_acc_per_seed"]
     df.to_csv(HERE / "fill.csv", index=False)
-    print(df.drop(columns="arch").to_string())
+    print(df[shown].to_string())
 
 
 if __name__ == "__main__":  # the worker processes import this file
