@@ -49,6 +49,7 @@ def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: di
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
     scored, measured = dict(zip(done["arch"], done["accuracy"])), measured or {}
     rows = []
+    deciding = lambda r: r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"]  # noqa: E731
 
     def row(model, family, v, arch, filled=False):
         return dict(model=model, family=family, variant=v, latency_ms=float(latency_fn(arch)),
@@ -57,14 +58,14 @@ def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: di
                     filled=filled)
     for family, v, label, arch in hand_designs(space.resolution, space.num_classes):
         r = row(label, family, v, arch)
-        if (r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"]) <= budget_ms:
+        if deciding(r) <= budget_ms:
             rows.append(r)
     published = [f for f in WIDTH_FAMILIES if any(r["family"] == f for r in rows)]
     for family, (w, arch) in filled_archs(space, latency_fn, budget_ms, published).items():
         r = row(f"{FAMILIES[family][1]} {w:g} (width filling the budget)", family, w, arch, True)
-        if (r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"]) <= budget_ms:
+        if deciding(r) <= budget_ms:
             rows.append(r)
-    return sorted(rows, key=lambda r: r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"])
+    return sorted(rows, key=deciding)
 
 
 def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin: float = 0.0) -> dict:
