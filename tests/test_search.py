@@ -226,6 +226,17 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     assert text.count("python -m mnas.compare") == 1  # once, in the unscored hand designs' line
     clear = recommend(found, rivals, "pixel", tmp_path, margin=1.5)
     assert clear["ship"] == "found" and not clear["within_noise"]
+    starts = []
+    score = lambda arch, start: starts.append((arch.to_string(), start.to_string())) or 0.73  # noqa: E731
+    rivals = hand_rivals(space, pixel, 15.0, trials, score_fn=score)  # the search's estimator scores the filled widths
+    v3 = {r["model"]: r for r in rivals}["MobileNetV3-Small 0.88 (width filling the budget)"]
+    assert v3["accuracy"] == 0.73 and v3["scored_as"] == "a slimming of MobileNetV3-Small 1.0"
+    assert starts == [(v3["arch"], get_model("mobilenet_v3_small", 1.0).to_string())]  # V1 is not in the space
+    assert v3["arch"] == get_model("mobilenet_v3_small", 0.88).to_string()
+    rec = recommend(found, rivals, "pixel", tmp_path, margin=2.6)
+    assert rec["ship"] == v3["model"] and rec["margin_points"] == pytest.approx(1.0) and rec["against"] == "found"
+    text = recommendation_text(rec, rivals, 15.0, "v3_small", "pixel")
+    assert "(73.00%, as a slimming of MobileNetV3-Small 1.0)" in text and v3["model"] not in rec["unscored"]
 
 
 def test_filled_width_is_the_widest_multiplier_within_the_budget():

@@ -327,6 +327,29 @@ def test_slimmings_of_a_found_arch_run_on_the_supernet(space, digits, trained, t
     slim.slimming.check(ArchConfig.from_string(result["final"]["arch"]))
 
 
+def test_a_slimming_between_the_choices_is_scored_like_the_trials(space, digits, trained, cache):
+    """Estimator.score_slimming, how the search scores a hand design between the space's widths (a width
+    multiplier filling the budget): the start arch itself scores exactly its trial estimate (the same
+    sub-network, BatchNorm images and validation images), a slimming of it another accuracy, deterministically;
+    an arch wider than the start, a start outside the space, or a fine-tuning estimator give None."""
+    from mnas.nn.units import channels, resize, units
+
+    assert trained[1]["complete"]
+    kw = {"space": space, "epochs": 3, "cache_dir": cache, "val_images": 200, **FAST}
+    est = make_estimator("supernet", digits, **kw)
+    wide = space.extreme(True)
+    assert est.score_slimming(wide, wide) == est(wide)
+    u = next(u for u in units(wide) if channels(wide, u) >= 24)
+    cut = resize(wide, u, channels(wide, u) - 8)
+    assert space.params_for(cut) is None  # between the choices: not a trial the study could run
+    score = est.score_slimming(cut, wide)
+    assert 0 <= score <= 1 and score != est(wide) and score == est.score_slimming(cut, wide)
+    assert est.score_slimming(resize(wide, u, channels(wide, u) + 8), wide) is None
+    assert est.score_slimming(cut, cut) is None  # the start must be an arch of the space
+    tuned = make_estimator("supernet", digits, finetune_steps=2, finetune_batch=32, **kw)
+    assert tuned.score_slimming(cut, wide) is None
+
+
 def test_the_main_commands_pipeline_prunes_a_supernet_search_one_shot(space, digits, trained, cache, tmp_path,
                                                                       monkeypatch):
     """pipeline.prune_method=auto (the default): after a search scored by the supernet, NetAdapt's proposals are

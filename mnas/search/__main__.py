@@ -102,7 +102,7 @@ def main(cfg) -> dict:
     best = run_search(space, latency_fn, estimator, settings, out_dir, storage=c.get("storage"),
                       resume=bool(c.get("resume")), meta={"device": device, "space": space.name,
                                                           "data": d["name"], "estimator": c["estimator"]["name"]},
-                      correct_fn=estimator.correct)
+                      correct_fn=estimator.correct, score_fn=estimator.score_slimming)
     if second.k:
         best = rerank(out_dir, space, d, second, max_stride=e.get("max_stride", 8))
     if pipeline is not None:

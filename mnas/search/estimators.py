@@ -55,6 +55,11 @@ class Estimator(abc.ABC):
         """1.0/0.0 per validation image (the same images, in the same order, for every arch), or None."""
         return None
 
+    def score_slimming(self, arch: ArchConfig, start: ArchConfig) -> float | None:
+        """The accuracy of `arch`, which has the layers of `start` (an arch of the space) with no more channels in
+        any, on the images every trial is scored on; None when this estimator cannot score it so."""
+        return None
+
 
 class TrainEstimator(Estimator):
     """Trains `build(arch)` for `epochs` (or `max_steps`) on data.train, returns data.val accuracy."""
@@ -137,6 +142,19 @@ class SupernetEstimator(Estimator):
         if arch not in self.vectors:
             self.vectors[arch] = correct(self.extract(arch), self.val)
         return self.vectors[arch]
+
+    def score_slimming(self, arch: ArchConfig, start: ArchConfig) -> float | None:
+        """`arch` as a slimming of `start` (the first channels of start's sub-network, as one-shot NetAdapt scores
+        its proposals), BatchNorm re-estimated, on the trials' validation images: how a hand design between the
+        space's width choices (a width multiplier that fills the budget) is scored beside them. None when start is
+        not in the space, arch is not a slimming of it, or candidates are fine-tuned (it would not be scored alike)."""
+        if self.finetune["steps"]:
+            return None
+        try:
+            model = self.supernet.slimmings(start).extract(arch)
+        except UserError:
+            return None
+        return _mean(correct(reestimate_bn(model.to(memory_format=torch.channels_last), self.calib), self.val))
 
     def __call__(self, arch: ArchConfig) -> float:
         if arch not in self.scores:  # deterministic: a repeated candidate (a re-proposed trial) costs nothing

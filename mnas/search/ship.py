@@ -38,33 +38,45 @@ def filled_archs(space: Space, latency_fn, budget_ms: float, families=WIDTH_FAMI
     return out
 
 
-def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: dict | None = None) -> list[dict]:
+def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: dict | None = None,
+                score_fn=None) -> list[dict]:
     """Every published hand design (mnas.nn.models.HAND_DESIGNS) within the budget at the space's deployment shape,
     fastest first: its latency (and measured latency, where `measured` holds it: then that decides whether it
     fits) and MACs, whether it is a point of the space, and the search's estimate of it when a trial scored it
     (an enqueued baseline). Then, for each width family with a published variant within the budget, the same
     network at the width multiplier that fills the budget (filled_width; `filled`: True), unless that is a
     published width: the strongest rival a user gets by hand (at pixel 15 ms, 1200 steps, MobileNetV3-Small 0.88
-    beat 0.75 beyond the seed spread and every find was level with it or below; docs/results.md, 2026-12-07)."""
+    beat 0.75 beyond the seed spread and every find was level with it or below; docs/results.md, 2026-12-07).
+    score_fn(arch, start) -> estimate or None (Estimator.score_slimming) scores a filled width as a slimming of
+    its family's narrowest published variant in the space that is at least as wide (`scored_as`), so the
+    recommendation weighs it like the trials (MobileNetV3-Small 0.88 as a slimming of 1.0 in v3_small)."""
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)]  # noqa: E712
     scored, measured = dict(zip(done["arch"], done["accuracy"])), measured or {}
     rows = []
     deciding = lambda r: r["measured_ms"] if r["measured_ms"] is not None else r["latency_ms"]  # noqa: E731
 
     def row(model, family, v, arch, filled=False):
-        return dict(model=model, family=family, variant=v, latency_ms=float(latency_fn(arch)),
+        return dict(model=model, family=family, variant=v, arch=arch.to_string(), latency_ms=float(latency_fn(arch)),
                     measured_ms=measured.get(arch.to_string()), macs=count(arch).macs,
                     in_space=space.params_for(arch) is not None, accuracy=scored.get(arch.to_string()),
-                    filled=filled)
-    for family, v, label, arch in hand_designs(space.resolution, space.num_classes):
+                    filled=filled, scored_as=None)
+    designs = list(hand_designs(space.resolution, space.num_classes))
+    for family, v, label, arch in designs:
         r = row(label, family, v, arch)
         if deciding(r) <= budget_ms:
             rows.append(r)
     published = [f for f in WIDTH_FAMILIES if any(r["family"] == f for r in rows)]
     for family, (w, arch) in filled_archs(space, latency_fn, budget_ms, published).items():
         r = row(f"{FAMILIES[family][1]} {w:g} (width filling the budget)", family, w, arch, True)
-        if deciding(r) <= budget_ms:
-            rows.append(r)
+        if deciding(r) > budget_ms:
+            continue
+        wider = sorted((v, label, a) for f, v, label, a in designs
+                       if f == family and v >= w and space.params_for(a) is not None)
+        for _, label, start in wider if score_fn is not None else ():
+            if (acc := score_fn(arch, start)) is not None:
+                r.update(accuracy=acc, scored_as=f"a slimming of {label}")
+                break
+        rows.append(r)
     return sorted(rows, key=deciding)
 
 
@@ -141,7 +153,8 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
     ms = lambda r: f"{r['measured_ms']:.2f} ms" if measured else f"{r['latency_ms']:.2f} ms"  # noqa: E731
     how = "measured here, each alone and warm" if measured else "predicted at the deployment shape"
     lines = [f"hand designs within {budget_ms:g} ms ({device}, {how}): " + ", ".join(
-        f"{r['model']} {ms(r)}" + ("" if r["accuracy"] is None else f" ({100 * r['accuracy']:.2f}%)")
+        f"{r['model']} {ms(r)}" + ("" if r["accuracy"] is None else f" ({100 * r['accuracy']:.2f}%"
+                                   + (f", as {r['scored_as']}" if r.get("scored_as") else "") + ")")
         for r in rivals)]
     if rec["ship"] == "found":
         vs = "" if rec["against"] is None else \
@@ -153,7 +166,7 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
         settle = "" if rec["unscored"] else f". Train both to settle it (proxy test, 3 seeds):\n  {rec['check']}"
         lines.append(f"recommended: {rec['ship']}, a hand design: the find's estimate leads it by "
                      f"{-rec['margin_points']:+.2f} points (proxy val), inside the estimator's own noise "
-                     f"(ship_margin {rec['ship_margin']:g} points); a published design wins a tie{settle}")
+                     f"(ship_margin {rec['ship_margin']:g} points); a hand design wins a tie{settle}")
     elif rec["against"] == "found" and rec["best_is_hand"]:
         lines.append(f"recommended: {rec['ship']}, a hand design: no searched arch scored higher, or it won the "
                      "final choice's tie")

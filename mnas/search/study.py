@@ -278,10 +278,11 @@ def check_budget(space: Space, latency_fn, s: SearchSettings) -> float:
 
 def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, out_dir: Path,
                storage: str | None = None, resume: bool = False, progress: bool = True,
-               meta: dict | None = None, correct_fn=None) -> dict:
+               meta: dict | None = None, correct_fn=None, score_fn=None) -> dict:
     """Run (or continue) the study; write trials.csv, pareto.png, best.json into out_dir; return best.json's dict.
     correct_fn(arch) -> per-image results of the estimate (Estimator.correct), kept with each trial for the final
-    choice (final_choice); None: the best estimate is the choice."""
+    choice (final_choice); None: the best estimate is the choice. score_fn(arch, start) (Estimator.score_slimming)
+    scores the hand designs between the space's widths (ship.hand_rivals)."""
     s = settings
     fastest = check_budget(space, latency_fn, s)
     out_dir = Path(out_dir)
@@ -299,11 +300,11 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
         callbacks = [optuna.study.MaxTrialsCallback(s.n_trials)] if s.n_trials else []
         study.optimize(make_objective(space, latency_fn, estimate_fn, s, correct_fn), n_trials=remaining,
                        timeout=s.timeout, callbacks=callbacks, show_progress_bar=progress, gc_after_trial=True)
-    return write_results(study, space, s, out_dir, fastest, baselines, meta or {}, latency_fn)
+    return write_results(study, space, s, out_dir, fastest, baselines, meta or {}, latency_fn, score_fn)
 
 
 def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta,
-                  latency_fn) -> dict:
+                  latency_fn, score_fn=None) -> dict:
     trials = report.trials_frame(study)
     measured = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats)
     trials["measured_ms"] = trials["arch"].map(measured)
@@ -330,7 +331,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         arch = ArchConfig.from_string(a["arch"])
         result["arch_json"] = arch.to_dict()
     device = meta.get("device", "?")
-    rivals = hand_rivals(space, latency_fn, s.budget_ms, trials, measured)
+    rivals = hand_rivals(space, latency_fn, s.budget_ms, trials, measured, score_fn)
     result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir, s.ship_margin))
     (out_dir / "best.json").write_text(json.dumps(result, indent=2))
     report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
