@@ -237,6 +237,10 @@ def test_hand_designs_in_budget_and_the_recommendation(tmp_path):
     assert rec["ship"] == v3["model"] and rec["margin_points"] == pytest.approx(1.0) and rec["against"] == "found"
     text = recommendation_text(rec, rivals, 15.0, "v3_small", "pixel")
     assert "(73.00%, as a slimming of MobileNetV3-Small 1.0)" in text and v3["model"] not in rec["unscored"]
+    assert rec["train"] == ("python -m mnas.train model=mobilenet_v3_small width=0.88 proxy=false resolution=224 "
+                            "data=imagefolder data.root=<your images>") and rec["train"] in text
+    assert worse["train"].startswith("python -m mnas.train model=mobilenet_v3_small width=0.75 ")
+    assert rec["train"].replace("0.88", "0.75") == worse["train"] and clear["train"] is None  # the find: its run dir
 
 
 def test_filled_width_is_the_widest_multiplier_within_the_budget():

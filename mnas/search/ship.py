@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mnas.nn.arch import ArchConfig
 from mnas.nn.models import FAMILIES, HAND_DESIGNS, hand_designs, variant
 from mnas.nn.space import Space
 from mnas.nn.stats import count
@@ -94,7 +95,7 @@ def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin
     tied = {r.get("baseline") or f"trial {r['trial']}" for r in best.get("tie") or []}
     out = {"ship": None, "margin_points": None, "against": None, "unscored": [r["model"] for r in unscored],
            "check": None, "best_is_hand": bool(best.get("baseline")), "tied": False, "within_noise": False,
-           "ship_margin": margin}
+           "ship_margin": margin, "train": None}
     if best.get("arch") is None:
         out["ship"] = top["model"] if top is not None else None  # a scored hand design, else none yet
     elif best.get("baseline"):  # the final choice is a hand design (the best estimate, or the tie's most MACs)
@@ -109,6 +110,11 @@ def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin
         if top is not None:
             out.update(margin_points=100 * (best["accuracy"] - top["accuracy"]), against=top["model"],
                        tied=top["model"] in tied)
+    ship = next((r for r in rivals if r["model"] == out["ship"]), None)
+    if ship is not None:  # a hand design: the deployment network to train on the user's images
+        width, res, _ = variant(ship["family"], ship["variant"], ArchConfig.from_string(ship["arch"]).resolution)
+        out["train"] = (f"python -m mnas.train model={FAMILIES[ship['family']][0]} width={width:g} proxy=false "
+                        f"resolution={res} data=imagefolder data.root=<your images>")
     if rivals:
         variants = {}
         for r in rivals:
@@ -185,4 +191,6 @@ def recommendation_text(rec: dict, rivals: list[dict], budget_ms: float, space_n
         why = ", ".join(f"{m} ({'not a trial of this study' if m in inside else outside})" for m in rec["unscored"])
         lines.append(f"not scored by this search: {why}; the find is not shown to beat them. Before shipping, train "
                      "them side by side (proxy test, 3 seeds):\n  " + rec["check"])
+    if rec.get("train"):
+        lines.append(f"to train {rec['ship']} on your own images (the deployment network):\n  {rec['train']}")
     return "\n".join(lines)
