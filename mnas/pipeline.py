@@ -104,4 +104,8 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
     if p.export and not (run / "export").exists():
         manifest = export(source, run / "export", formats=p.export)
         print(f"exported {', '.join(manifest['files'])} -> {run / 'export'}")
+    rec = best.get("recommendation") or {}
+    if rec.get("ship") not in (None, "found"):  # the last line the user reads: what to ship is not what was exported
+        print(f"note: {run / 'export'} holds the search's find; the recommendation is {rec['ship']}, a hand design"
+              + (f": {rec['train']}" if rec.get("train") else ""))
     return model

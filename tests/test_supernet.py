@@ -351,9 +351,11 @@ def test_a_slimming_between_the_choices_is_scored_like_the_trials(space, digits,
 
 
 def test_the_main_commands_pipeline_prunes_a_supernet_search_one_shot(space, digits, trained, cache, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, capsys):
     """pipeline.prune_method=auto (the default): after a search scored by the supernet, NetAdapt's proposals are
-    slimmings of that supernet (method oneshot, nothing trained for them); the pruned arch meets the target."""
+    slimmings of that supernet (method oneshot, nothing trained for them); the pruned arch meets the target. When
+    the search recommended a hand design, the pipeline's last line says that its export is the find's, and how
+    to train the recommended one."""
     import json
 
     from mnas.pipeline import PipelineSettings, run_pipeline
@@ -366,7 +368,13 @@ def test_the_main_commands_pipeline_prunes_a_supernet_search_one_shot(space, dig
                       progress=False)
     p = PipelineSettings(finetune_steps=2, prune="0.9x", export=None, batch_size=32, max_stride=16)
     assert p.prune_method == "auto" and p.check("supernet") == "oneshot" and p.check("train") == "surgery"
+    assert best["recommendation"]["ship"] == "found"  # no hand design in the tiny space; say the search named one:
+    best["recommendation"].update(ship="MobileNetV3-Small 0.88", train="python -m mnas.train model=x width=0.88")
+    (tmp_path / "run" / "best.json").write_text(json.dumps(best))
+    capsys.readouterr()
     run_pipeline(tmp_path / "run", est, digits, macs, "test", p, progress=False)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("note:") and "holds the search's find" in last and last.endswith("model=x width=0.88")
     result = json.loads((tmp_path / "run" / "prune" / "result.json").read_text())
     assert result["method"] == "oneshot" and result["start"]["source"] == "given slimmable network"
     assert result["final"]["latency_ms"] <= 0.9 * best["latency_ms"] + 1e-9
