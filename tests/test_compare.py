@@ -13,6 +13,7 @@ from mnas.compare.__main__ import main as compare_main
 from mnas.compare.report import COLUMNS, check_best_in_budget, check_speedup, latency_at_accuracy, wins
 from mnas.compare.run import Recipe, find_pruned, run_compare, scaled_proxy
 from mnas.errors import UserError
+from mnas.latency import Device
 from mnas.nn.models import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -171,16 +172,27 @@ def test_jobs_train_in_workers_like_one_process(tmp_path):
 
 
 def test_main_fills_the_recipe_and_takes_the_runs_budget(tmp_path):
+    """The recipe's keys with the command's overrides, the search run's budget, and (filled=true, the default) the
+    listed family also at the width multiplier that fills that budget: the strongest rival a user makes by hand."""
     from hydra import compose, initialize_config_dir
+
+    from mnas.compare.__main__ import with_filled
+    from mnas.nn.models import get_model
     run = search_run(tmp_path / "search")
+    args = [f"run={run}", "data=digits", "recipe=quick", "seeds=2", "families=[v2]",
+            "variants={v1: [0.25], v2: [0.35]}", "max_steps=1", "batch_size=16", "test_images=20", "val_size=0.05",
+            "bn_recalibration=false", "resolution=64", "pruned=none", f"cache_dir={tmp_path / 'cache'}"]
     with initialize_config_dir(config_dir=os.path.join(ROOT, "conf"), version_base=None):
-        cfg = compose("compare", [f"run={run}", "data=digits", "recipe=quick", "seeds=2", "families=[v2]",
-                                  "variants={v1: [0.25], v2: [0.35]}", "max_steps=1", "batch_size=16", "test_images=20",
-                                  "val_size=0.05",
-                                  "bn_recalibration=false", "resolution=64", "pruned=none",
-                                  f"cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path / 'out'}"])
+        cfg = compose("compare", args + [f"out_dir={tmp_path / 'out'}"])
+        only = compose("compare", args + ["filled=false", f"out_dir={tmp_path / 'only'}"])
+    ms = Device("pixel")
+    assert ms(get_model("mobilenet_v2", 1.11, 64)) <= 8 < ms(get_model("mobilenet_v2", 1.12, 64))  # the run's 8 ms
     result = compare_main(cfg)
-    assert list(result["table"].model) == ["MobileNetV2 0.35", "found"] and result["trained"] == 4
+    assert list(result["table"].model) == ["MobileNetV2 0.35", "MobileNetV2 1.11", "found"] and result["trained"] == 6
+    assert list(compare_main(only)["table"].model) == ["MobileNetV2 0.35", "found"]  # the listed variants only
+    assert with_filled({"v2": [0.35, 1.11]}, 8.0, ms, 64) == ({"v2": [0.35, 1.11]}, {})  # listed already
+    assert with_filled({"v2": [0.35]}, None, ms, 64) == ({"v2": [0.35]}, {})  # no budget, nothing fills it
+    assert with_filled({"v2_res": [96]}, 8.0, ms, 64)[1] == {}  # a resolution family has no width to fill
     saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
     assert saved["train_subset"] == 2000 and saved["epochs"] == 1 and saved["val_size"] == 0.05  # quick's, then ours
     assert saved["data"]["name"] == "digits"

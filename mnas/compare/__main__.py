@@ -27,6 +27,7 @@ class CompareConfig:
     seeds: Optional[int] = None
     families: Optional[Any] = None
     variants: Optional[Any] = None
+    filled: bool = True
     epochs: Optional[int] = None
     max_steps: Optional[int] = None
     batch_size: Optional[int] = None
@@ -49,6 +50,26 @@ class CompareConfig:
 register_schema("compare", CompareConfig)
 
 
+def with_filled(variants: dict, budget_ms: float | None, latency_fn, resolution: int) -> tuple[dict, dict]:
+    """variants plus, for each width family with a listed variant within the budget (predicted latency), the width
+    multiplier that fills the budget (mnas.search.ship.filled_width), the rival a user makes by hand; and
+    {family: that width} for the ones added."""
+    from mnas.compare.run import variant_rows
+    from mnas.search.ship import WIDTH_FAMILIES, filled_width
+    if budget_ms is None:
+        return variants, {}
+    out, added = {f: list(v or []) for f, v in variants.items()}, {}
+    for r in variant_rows({f: v for f, v in out.items() if f in WIDTH_FAMILIES}, resolution):
+        f = r["family"]
+        if f in added or latency_fn(r["arch"]) > budget_ms:
+            continue
+        w = filled_width(f, latency_fn, budget_ms, resolution, r["arch"].num_classes)
+        if w is not None and w not in out[f]:
+            out[f].append(w)
+            added[f] = w
+    return out, added
+
+
 def main(cfg) -> dict:
     """Hydra config (conf/compare.yaml) -> plain arguments -> run_compare; writes config.yaml next to the report."""
     c = to_plain(cfg)
@@ -69,7 +90,13 @@ def main(cfg) -> dict:
                      **{k: d.get(k) if c[k] is None else c[k] for k in ("val_size", "train_subset")})  # else data's
     recipe = Recipe(**from_data, **{f.name: c[f.name] for f in fields(Recipe) if f.name not in from_data})
     measure_fn, measure = dev.measure_fn(c["measure_repeats"], progress=True), dev.how_measured(c["measure_repeats"])
-    result = run_compare(device, recipe, {f: c["variants"].get(f) for f in families}, c["seeds"], budget, c["run"],
+    variants = {f: c["variants"].get(f) for f in families}
+    if c["filled"]:
+        variants, added = with_filled(variants, budget, dev, c["resolution"])
+        if added:
+            print("also at the width that fills the budget: " + ", ".join(
+                f"{FAMILIES[f][1]} {w:g}" for f, w in added.items()) + " (filled=false: the listed variants only)")
+    result = run_compare(device, recipe, variants, c["seeds"], budget, c["run"],
                          c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
                          recipe_name, jobs=c["jobs"])
     (result["out_dir"] / "config.yaml").write_text(yaml.safe_dump(dict(c, data=d), sort_keys=False))
