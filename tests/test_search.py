@@ -305,3 +305,29 @@ def test_search_keeps_per_image_results_and_reports_the_tie(tmp_path, space, est
         with pytest.raises(UserError, match=f"tie_z={bad} is invalid"):
             run_search(space, mac_latency, estimator, SearchSettings(budget_ms=1e9, tie_z=bad), tmp_path,
                        progress=False)
+
+
+def test_a_filled_width_that_measures_over_the_budget_steps_down():
+    """On a device measured here the filled width is stepped down by 0.01 until it measures within the budget
+    (measured_fill), and the summary's rival (hand_rivals) and mnas.compare's added width are that one. The
+    "machine" here runs every network 5% slower than the pixel table predicts."""
+    from mnas.compare.__main__ import with_filled
+    from mnas.latency import predict
+    from mnas.nn.models import variant
+    from mnas.nn.space import load_space
+    from mnas.search.ship import filled_width, hand_rivals, measured_fill
+
+    pixel = lambda a: predict(a, "pixel")  # noqa: E731
+    slow = lambda archs: [1.05 * pixel(a) for a in archs]  # noqa: E731
+    net = lambda w: variant("v3_small", w)[2]  # noqa: E731
+    w = filled_width("v3_small", pixel, 15.0, 224, 1000)
+    fit, seen = measured_fill("v3_small", w, 15.0, slow, 224, 1000)
+    assert fit < w and 1.05 * pixel(net(fit)) <= 15.0 < 1.05 * pixel(net(round(fit + 0.01, 2)))
+    assert len(seen) == round(100 * (w - fit)) + 1 and seen[net(fit).to_string()] <= 15.0
+    assert measured_fill("v3_small", w, 15.0, slow, 224, 1000, tries=1) == (None, {net(w).to_string(): 1.05 * pixel(
+        net(w))})
+    trials = pd.DataFrame(columns=["state", "estimated", "arch", "accuracy"])
+    rows = {r["model"]: r for r in hand_rivals(load_space("v3_small"), pixel, 15.0, trials, measured=seen)}
+    assert rows[f"MobileNetV3-Small {fit:g} (width filling the budget)"]["measured_ms"] <= 15.0
+    assert with_filled({"v3_small": [0.75]}, 15.0, pixel, 224, slow)[1] == {"v3_small": fit}
+    assert with_filled({"v3_small": [0.75]}, 15.0, pixel, 224)[1] == {"v3_small": w}

@@ -50,12 +50,14 @@ class CompareConfig:
 register_schema("compare", CompareConfig)
 
 
-def with_filled(variants: dict, budget_ms: float | None, latency_fn, resolution: int) -> tuple[dict, dict]:
+def with_filled(variants: dict, budget_ms: float | None, latency_fn, resolution: int,
+                measure=None) -> tuple[dict, dict]:
     """variants plus, for each width family with a listed variant within the budget (predicted latency), the width
-    multiplier that fills the budget (mnas.search.ship.filled_width), the rival a user makes by hand; and
+    multiplier that fills the budget (mnas.search.ship.filled_width; on a device measured here, `measure(archs)
+    -> [ms]`, stepped down until it measures within: measured_fill), the rival a user makes by hand; and
     {family: that width} for the ones added."""
     from mnas.compare.run import variant_rows
-    from mnas.search.ship import WIDTH_FAMILIES, filled_width
+    from mnas.search.ship import WIDTH_FAMILIES, filled_width, measured_fill
     if budget_ms is None:
         return variants, {}
     out, added = {f: list(v or []) for f, v in variants.items()}, {}
@@ -64,6 +66,8 @@ def with_filled(variants: dict, budget_ms: float | None, latency_fn, resolution:
         if f in added or latency_fn(r["arch"]) > budget_ms:
             continue
         w = filled_width(f, latency_fn, budget_ms, resolution, r["arch"].num_classes)
+        if w is not None and measure is not None:
+            w = measured_fill(f, w, budget_ms, measure, resolution, r["arch"].num_classes)[0]
         if w is not None and w not in out[f]:
             out[f].append(w)
             added[f] = w
@@ -92,7 +96,7 @@ def main(cfg) -> dict:
     measure_fn, measure = dev.measure_fn(c["measure_repeats"], progress=True), dev.how_measured(c["measure_repeats"])
     variants = {f: c["variants"].get(f) for f in families}
     if c["filled"]:
-        variants, added = with_filled(variants, budget, dev, c["resolution"])
+        variants, added = with_filled(variants, budget, dev, c["resolution"], dev.measure_fn(c["measure_repeats"]))
         if added:
             print("also at the width that fills the budget: " + ", ".join(
                 f"{FAMILIES[f][1]} {w:g}" for f, w in added.items()) + " (filled=false: the listed variants only)")

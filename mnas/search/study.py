@@ -27,7 +27,15 @@ from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.search import report
-from mnas.search.ship import filled_archs, hand_rivals, measured_text, recommend, recommendation_text, tie_text
+from mnas.search.ship import (
+    filled_archs,
+    hand_rivals,
+    measured_fill,
+    measured_text,
+    recommend,
+    recommendation_text,
+    tie_text,
+)
 
 SAMPLERS = ("tpe", "nsga2", "random")
 OBJECTIVES = ("constraint", "soft")
@@ -223,7 +231,12 @@ def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms:
     if not archs:
         return {}
     ms = latency_fn.measure([ArchConfig.from_string(a) for a in archs], repeats, progress)
-    return {a: float(m) for a, m in zip(archs, ms)}
+    out = {a: float(m) for a, m in zip(archs, ms)}
+    for family, (w, arch) in filled_archs(space, latency_fn, budget_ms).items():
+        if out[arch.to_string()] > budget_ms:  # predicted to fit, measured over: step the width down by measurement
+            one = lambda a: latency_fn.measure(a, repeats)  # noqa: E731
+            out.update(measured_fill(family, w - 0.01, budget_ms, one, space.resolution, space.num_classes)[1])
+    return out
 
 
 def best_trial(trials: list):
