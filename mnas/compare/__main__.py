@@ -60,11 +60,12 @@ def with_filled(variants: dict, budget_ms: float | None, latency_fn, resolution:
     from mnas.search.ship import WIDTH_FAMILIES, filled_width, measured_fill
     if budget_ms is None:
         return variants, {}
-    out, added = {f: list(v or []) for f, v in variants.items()}, {}
+    out, added, done = {f: list(v or []) for f, v in variants.items()}, {}, set()
     for r in variant_rows({f: v for f, v in out.items() if f in WIDTH_FAMILIES}, resolution):
         f = r["family"]
-        if f in added or latency_fn(r["arch"]) > budget_ms:
+        if f in done or latency_fn(r["arch"]) > budget_ms:
             continue
+        done.add(f)  # one listed variant within the budget is enough: the filled width is the family's, not its
         w = filled_width(f, latency_fn, budget_ms, resolution, r["arch"].num_classes)
         if w is not None and measure is not None:
             w = measured_fill(f, w, budget_ms, measure, resolution, r["arch"].num_classes)[0]

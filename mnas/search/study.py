@@ -226,15 +226,16 @@ def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms:
     archs = [t.user_attrs["arch"] for t in estimated_in_budget(study, budget_ms)]
     archs += [a.to_string() for _, _, _, a in hand_designs(space.resolution, space.num_classes)
               if latency_fn(a) <= MEASURE_SLACK * budget_ms]
-    archs += [a.to_string() for _, a in filled_archs(space, latency_fn, budget_ms).values()]
+    filled = filled_archs(space, latency_fn, budget_ms)
+    archs += [a.to_string() for _, a in filled.values()]
     archs = list(dict.fromkeys(archs))
     if not archs:
         return {}
     ms = latency_fn.measure([ArchConfig.from_string(a) for a in archs], repeats, progress)
     out = {a: float(m) for a, m in zip(archs, ms)}
-    for family, (w, arch) in filled_archs(space, latency_fn, budget_ms).items():
+    one = lambda a: latency_fn.measure(a, repeats)  # noqa: E731
+    for family, (w, arch) in filled.items():
         if out[arch.to_string()] > budget_ms:  # predicted to fit, measured over: step the width down by measurement
-            one = lambda a: latency_fn.measure(a, repeats)  # noqa: E731
             out.update(measured_fill(family, w - 0.01, budget_ms, one, space.resolution, space.num_classes)[1])
     return out
 
