@@ -212,3 +212,16 @@ def test_cli_bad_input(tmp_path):
                           ([f"run={tmp_path}", "budget=15ms"], "is not a search run directory")):
         p = cli(*args, cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, p.stderr
+
+
+def test_train_table_is_the_comparisons_table_from_its_cache(tmp_path):
+    """train_table (what the records under runs/results/ call): rows without a proxy resolution get the recipe's,
+    the trainings land in (and come back from) mnas.compare's cache, and the table is mnas.compare's."""
+    from mnas.compare.run import table, train_all, train_table
+    rows = [dict(model="MobileNetV2 0.35", arch=get_model("mobilenet_v2", 0.35, 64, 10))]
+    t = train_table(rows, RECIPE, 2, "pixel", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 2 and list(t.proxy_resolution) == [RECIPE.proxy_resolution]
+    res, trained = train_all([dict(rows[0], proxy_resolution=32)], RECIPE, None, 2, tmp_path, progress=False)
+    assert trained == 0  # the same cache entries
+    pd.testing.assert_frame_equal(t, table([dict(rows[0], proxy_resolution=32)], res, 2, "pixel"))
+    assert "proxy_resolution" not in rows[0]  # the caller's rows are left as they were

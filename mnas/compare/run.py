@@ -200,6 +200,15 @@ def train_all(rows: list[dict], recipe: Recipe, data, seeds: int, cache_dir: Pat
     return results, len(todo)
 
 
+def train_table(rows: list[dict], recipe: Recipe, seeds: int, device: str, jobs: int = 1,
+                cache_dir: Path = Path("runs/compare/cache"), desc: str = "compare: training") -> pd.DataFrame:
+    """rows (model, arch; proxy_resolution defaults to the recipe's) each trained `seeds` times with the recipe,
+    from mnas.compare's cache or now, as mnas.compare's table: what the records under runs/results/ run."""
+    rows = [dict(r, proxy_resolution=r.get("proxy_resolution", recipe.proxy_resolution)) for r in rows]
+    results, _ = train_all(rows, recipe, recipe.load_data(), seeds, cache_dir, jobs=jobs, desc=desc)
+    return table(rows, results, seeds, device)
+
+
 def table(rows: list[dict], results: dict, seeds: int, device: str, measure_fn=None) -> pd.DataFrame:
     measured = measure_fn([r["arch"] for r in rows]) if measure_fn else [None] * len(rows)
     out = []

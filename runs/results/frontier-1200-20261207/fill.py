@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnas.compare.run import Recipe, table, train_all
+from mnas.compare.run import Recipe, train_table
 from mnas.latency import predict
 from mnas.nn.arch import ArchConfig, make_divisible
 from mnas.nn.models import mobilenet_v3_small
@@ -50,11 +50,8 @@ def main():
             dict(model=f"MobileNetV3-Small {a_v3}", arch=v3),
             dict(model="band find (trial 52)", arch=find),
             dict(model="MobileNetV3-Small 0.75", arch=mobilenet_v3_small(0.75))]
-    for r in rows:
-        r["proxy_resolution"] = 32
     recipe = Recipe(data="fmnist_cluttered", val_size=2000, test_images=5000, max_steps=1200, batch_size=64, lr=0.1)
-    res, _ = train_all(rows, recipe, recipe.load_data(), 3, Path("runs/compare/cache"), jobs=JOBS, desc="1200 steps")
-    df = table(rows, res, 3, "pixel")  # mnas.compare's own table: pixel latency, MACs, test accuracy per seed
+    df = train_table(rows, recipe, 3, "pixel", jobs=JOBS, desc="1200 steps")  # pixel latency, MACs, test % per seed
     shown = ["model", "latency_ms", "macs", "test_acc", "test_std", "test_acc_per_seed"]
     df.to_csv(HERE / "fill.csv", index=False)
     print(df[shown].to_string())

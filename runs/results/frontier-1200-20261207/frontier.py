@@ -9,7 +9,7 @@ from the comparison cache when it holds them. Writes frontier.csv.
 import sys
 from pathlib import Path
 
-from mnas.compare.run import Recipe, table, train_all
+from mnas.compare.run import Recipe, train_table
 from mnas.nn.models import mobilenet_v3_small
 
 HERE = Path(__file__).parent
@@ -17,11 +17,10 @@ JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 
 
 def main():
-    rows = [dict(model=f"MobileNetV3-Small {w}", arch=mobilenet_v3_small(w), proxy_resolution=32)
+    rows = [dict(model=f"MobileNetV3-Small {w}", arch=mobilenet_v3_small(w))
             for w in (0.5, 0.75, 1.0)]
     recipe = Recipe(data="fmnist_cluttered", val_size=2000, test_images=5000, max_steps=1200, batch_size=64, lr=0.1)
-    res, _ = train_all(rows, recipe, recipe.load_data(), 3, Path("runs/compare/cache"), jobs=JOBS, desc="1200 steps")
-    df = table(rows, res, 3, "pixel")  # mnas.compare's own table: pixel latency, MACs, test accuracy per seed
+    df = train_table(rows, recipe, 3, "pixel", jobs=JOBS, desc="1200 steps")  # pixel latency, MACs, test % per seed
     shown = ["model", "latency_ms", "macs", "test_acc", "test_std", "test_acc_per_seed"]
     df.to_csv(HERE / "frontier.csv", index=False)
     print(df[shown].to_string())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnas.compare.run import Recipe, table, train_all
+from mnas.compare.run import Recipe, train_table
 from mnas.nn.arch import ArchConfig
 from mnas.nn.models import mobilenet_v3_small
 
@@ -34,11 +34,8 @@ def main():
             dict(model="V3-Small, stages 4-5 at 1.0 (the rest 0.75)", arch=mix),
             dict(model="MobileNetV3-Small 0.88", arch=mobilenet_v3_small(0.88)),
             dict(model="MobileNetV3-Small 0.75", arch=mobilenet_v3_small(0.75))]
-    for r in rows:
-        r["proxy_resolution"] = 32
     recipe = Recipe(data="fmnist_cluttered", val_size=2000, test_images=5000, max_steps=1200, batch_size=64, lr=0.1)
-    res, _ = train_all(rows, recipe, recipe.load_data(), 3, Path("runs/compare/cache"), jobs=JOBS, desc="1200 steps")
-    df = table(rows, res, 3, "pixel")
+    df = train_table(rows, recipe, 3, "pixel", jobs=JOBS, desc="1200 steps")
     df.to_csv(HERE / "allocate.csv", index=False)
     print(df[["model", "latency_ms", "macs", "test_acc", "test_std", "test_acc_per_seed"]].to_string())
 
