@@ -186,6 +186,10 @@ def export(model_or_source, out_dir, formats=("json", "string", "pt", "onnx"), p
         raise UserError(f"proxy_resolution={proxy_resolution!r} is invalid: use null or an integer >= 8, e.g. 32")
     model, manifest = open_source(model_or_source)
     manifest["carries"], manifest["carries_text"] = carries(model, manifest["weights"])
+    if manifest["carries"] == "task":  # what a caller needs to feed the exported network and read its output
+        m = model.metrics
+        manifest["classes"] = list(m.get("classes") or [])
+        manifest["preprocess"] = m.get("preprocess")  # None for runs trained before it was recorded
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} already holds files and nothing is overwritten: pass another out_dir")
@@ -285,6 +289,12 @@ def main(cfg) -> dict:
               "these files are for latency and deployment checks only, not for accuracy")
     else:
         print(f"weights: {m['carries_text']}")
+    if m.get("preprocess"):
+        p = m["preprocess"]
+        print(f"input: RGB resized to {p['image_size']}x{p['image_size']} (bilinear), central {p['crop']:g} of each "
+              f"side, at {p['resolution']} px, /255, minus mean {[round(v, 4) for v in p['mean']]}, divided by std "
+              f"{[round(v, 4) for v in p['std']]} (mnas.data.prepare_image(path, export.json's preprocess)); "
+              f"outputs: {len(m['classes'])} logits in the order of export.json's classes")
     return m
 
 

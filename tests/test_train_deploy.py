@@ -179,9 +179,36 @@ def test_train_the_found_arch_on_an_image_folder_then_export_it(tmp_path):
     m = export(tmp_path / "t", tmp_path / "e", formats="onnx")
     assert m["carries"] == "task" and "for shipping" in m["carries_text"]
     assert m["files"]["onnx"]["input_shape"] == [1, 3, 48, 48] and m["num_classes"] == 3
+    _an_image_file_through_the_export_is_the_evaluated_image(tmp_path / "images", tmp_path / "e", net)
     proxy = train.run_train(model="mobilenet_v3_small", width=0.5, data="digits", epochs=1, max_steps=2,
                             batch_size=32, out_dir=str(tmp_path / "p"), progress=False, threads=1)
     assert proxy["out_dir"] and export(tmp_path / "p", tmp_path / "pe", formats="json")["carries"] == "proxy"
+
+
+def _an_image_file_through_the_export_is_the_evaluated_image(images: Path, export_dir: Path, net):
+    """export.json names the classes and the preprocessing; prepare_image(file, it) is the image as the trainer
+    evaluated it (stored at 8/7 of the resolution, central 7/8, the training split's mean and std), and the ONNX
+    file on it gives the checkpoint's logits."""
+    import onnxruntime as ort
+
+    from mnas.data.sets import _read_folder
+    m = json.loads((export_dir / "export.json").read_text())
+    spec = m["preprocess"]
+    assert m["classes"] == ["cat", "dog", "fox"]
+    assert (spec["image_size"], spec["crop"], spec["resolution"]) == (55, 0.875, 48)
+    assert spec["mean"] == list(data.load("imagefolder", root=str(images), val_size=6, image_size=55).train.mean)
+    files = [images / c / f"{i}.png" for c in m["classes"] for i in sorted(range(12), key=str)]
+    x = np.concatenate([data.prepare_image(f, spec) for f in files])
+    stored = _read_folder(str(images), m["classes"], 55)
+    stored.mean, stored.std = tuple(spec["mean"]), tuple(spec["std"])
+    ref = torch.cat([b for b, _ in data.batches(stored, 8, 48, crop=0.875)])
+    assert x.shape == (36, 3, 48, 48) and np.allclose(x, ref.numpy(), atol=1e-6)
+    sess = ort.InferenceSession(str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i:i + 1]})[0] for i in range(len(x))])
+    with torch.no_grad():
+        assert np.allclose(logits, net.eval()(ref).numpy(), atol=1e-4)
+    with pytest.raises(UserError, match="lacks .*mean"):
+        data.prepare_image(files[0], {k: v for k, v in spec.items() if k != "mean"})
 
 
 def test_train_refuses_a_started_run_dir_and_bad_input(tmp_path):

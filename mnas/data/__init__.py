@@ -19,10 +19,11 @@ from mnas.data.sets import (
     load_fashion_mnist,
     load_imagefolder,
     mean_std,
+    prepare_image,
 )
 from mnas.errors import UserError
 
-__all__ = ["LOADERS", "Dataset", "Split", "batches", "config_args", "load", "load_cached"]
+__all__ = ["LOADERS", "Dataset", "Split", "batches", "config_args", "load", "load_cached", "prepare_image"]
 
 LOADERS = {"fashion_mnist": load_fashion_mnist, "digits": load_digits,
            "cifar10": load_cifar10, "imagefolder": load_imagefolder,

@@ -157,10 +157,35 @@ def load_cifar10(root="data/cifar-10-batches-py"):
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
+def read_image(path, image_size):
+    """An image file as uint8 RGB, 3 x image_size x image_size (bilinear, aspect not kept): how an image folder is
+    stored, and the first step of preparing an image for an exported model (prepare_image)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    except OSError as e:
+        raise UserError(f"cannot read image {path} ({e}): fix or remove it") from None
+    return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+
+
+def prepare_image(path, preprocess: dict) -> np.ndarray:
+    """An image file as an exported network's input (1 x 3 x res x res float32), prepared exactly as the trainer
+    evaluated its test split: `preprocess` is export.json's (or a trained checkpoint's) record of it: stored
+    side `image_size`, central `crop` of each side, `resolution`, per-channel `mean` and `std` of [0, 1] values."""
+    missing = {"image_size", "crop", "resolution", "mean", "std"} - set(preprocess or {})
+    if missing:
+        raise UserError(f"the preprocessing record lacks {sorted(missing)}: re-export a run trained by "
+                        "python -m mnas.train (runs trained before 2026-12-07 did not record it)")
+    img = torch.from_numpy(read_image(path, preprocess["image_size"]))[None]
+    split = Split(img, torch.zeros(1, dtype=torch.int64), tuple(preprocess["mean"]), tuple(preprocess["std"]))
+    x, _ = next(iter(batches(split, 1, preprocess["resolution"], channels=3, crop=preprocess["crop"])))
+    return x.numpy()
+
+
 def _read_folder(root, classes, image_size, cache_dir=None):
     """The images of root/<class>/ as a Split, RGB at image_size; with cache_dir, decoded once into
     cache_dir/imagefolder-<hash of the listing, file sizes and times, image_size>.u8 and read from there."""
-    from PIL import Image
     files = []
     for label, c in enumerate(classes):
         folder = os.path.join(root, c)
@@ -171,13 +196,7 @@ def _read_folder(root, classes, image_size, cache_dir=None):
     labels = torch.tensor([y for _, y in files], dtype=torch.int64)
     shape = (len(files), 3, image_size, image_size)
 
-    def read(path):
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-        except OSError as e:
-            raise UserError(f"cannot read image {path} ({e}): fix or remove it") from None
-        return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+    read = lambda path: read_image(path, image_size)  # noqa: E731
     if cache_dir is None:
         return Split(torch.from_numpy(np.stack([read(f) for f, _ in files])), labels)
     listing = [(os.path.relpath(f, root), y, st.st_size, st.st_mtime_ns) for f, y in files for st in [os.stat(f)]]

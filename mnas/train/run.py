@@ -119,7 +119,9 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution
     metrics["test_acc"], metrics["test_loss"] = evaluate(net, ds.test, train_res, crop=eval_crop(augment))
     save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net,
                     dict(metrics, trained_as="proxy" if proxy else "deployment", data=data, classes=ds.classes,
-                         train_resolution=train_res, epochs=metrics["epochs"]))
+                         train_resolution=train_res, epochs=metrics["epochs"],
+                         preprocess=dict(image_size=int(ds.test.images.shape[-1]), crop=eval_crop(augment),
+                                         resolution=train_res, mean=list(ds.train.mean), std=list(ds.train.std))))
     os.remove(state_path)  # finished: checkpoint.pt is the result; the training state is no longer needed
     print(f"{name} on {data} ({len(ds.train)} train images, {train_res} px): val_acc {metrics['val_acc']:.4f}, "
           f"test_acc {metrics['test_acc']:.4f}, {metrics['img_per_s']:.0f} img/s, {metrics['seconds']:.0f} s "
