@@ -196,9 +196,8 @@ def _read_folder(root, classes, image_size, cache_dir=None):
     labels = torch.tensor([y for _, y in files], dtype=torch.int64)
     shape = (len(files), 3, image_size, image_size)
 
-    read = lambda path: read_image(path, image_size)  # noqa: E731
     if cache_dir is None:
-        return Split(torch.from_numpy(np.stack([read(f) for f, _ in files])), labels)
+        return Split(torch.from_numpy(np.stack([read_image(f, image_size) for f, _ in files])), labels)
     listing = [(os.path.relpath(f, root), y, st.st_size, st.st_mtime_ns) for f, y in files for st in [os.stat(f)]]
     key = hashlib.blake2b(json.dumps([os.path.abspath(root), image_size, listing]).encode(), digest_size=8)
     path = os.path.join(cache_dir, f"imagefolder-{key.hexdigest()}.u8")
@@ -213,7 +212,7 @@ def _read_folder(root, classes, image_size, cache_dir=None):
                             "data.cache_dir, or data.cache_dir=null to decode into memory") from None
         for i, (f, _) in enumerate(tqdm(files, desc=f"decoding {root} once into {path}", unit="img",
                                         disable=len(files) < 1000)):
-            out[i] = read(f)
+            out[i] = read_image(f, image_size)
         out.flush()
         del out
         os.replace(tmp, path)  # whole or absent: a killed decode starts again
