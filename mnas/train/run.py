@@ -116,11 +116,12 @@ def run_train(model="mobilenet_v2", width=1.0, resolution=None, proxy_resolution
                       augment=augment, threads=threads, max_steps=max_steps, progress=progress, device=accelerator,
                       ema=ema, state_path=state_path, state_every=checkpoint_every,
                       log=lambda row: (writer.writerow(row), f.flush()))
-    metrics["test_acc"], metrics["test_loss"] = evaluate(net, ds.test, train_res, crop=eval_crop(augment))
+    crop = eval_crop(augment)
+    metrics["test_acc"], metrics["test_loss"] = evaluate(net, ds.test, train_res, crop=crop)
     save_checkpoint(os.path.join(out_dir, "checkpoint.pt"), net,
                     dict(metrics, trained_as="proxy" if proxy else "deployment", data=data, classes=ds.classes,
                          train_resolution=train_res, epochs=metrics["epochs"],
-                         preprocess=dict(image_size=int(ds.test.images.shape[-1]), crop=eval_crop(augment),
+                         preprocess=dict(image_size=int(ds.test.images.shape[-1]), crop=crop,
                                          resolution=train_res, mean=list(ds.train.mean), std=list(ds.train.std))))
     os.remove(state_path)  # finished: checkpoint.pt is the result; the training state is no longer needed
     print(f"{name} on {data} ({len(ds.train)} train images, {train_res} px): val_acc {metrics['val_acc']:.4f}, "
