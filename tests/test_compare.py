@@ -1,5 +1,6 @@
 """mnas.compare: outputs and columns, the training cache, the win rule, the V2 curve, acceptance checks, bad input."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import yaml
 
 import mnas.compare.run as compare
 from mnas.compare.__main__ import main as compare_main
-from mnas.compare.report import COLUMNS, check_best_in_budget, check_speedup, latency_at_accuracy, wins
+from mnas.compare.report import COLUMNS, check_best_in_budget, check_speedup, latency_at_accuracy, p_value, wins
 from mnas.compare.run import Recipe, find_pruned, run_compare, scaled_proxy
 from mnas.errors import UserError
 from mnas.latency import Device
@@ -80,6 +81,21 @@ def test_win_rule():
     assert wins(0.80, 0.01, 0.78, 0.01)  # 2 points > sqrt(2) points
     assert not wins(0.80, 0.01, 0.79, 0.01) and not wins(0.78, 0.01, 0.80, 0.01)
     assert not wins(0.80, 0.0, 0.80, 0.0) and wins(0.8001, 0.0, 0.80, 0.0)
+
+
+def test_a_win_by_the_rule_on_three_seeds_is_flagged_when_not_significant():
+    # the cpu 1.5 ms record's seeds 0-2: the find's +0.61 over V3-Small 0.87 passed the rule (spread 0.34), p 0.08
+    assert p_value(0.8092, 0.0007, 3, 0.8031, 0.0033, 3) == pytest.approx(0.079, abs=0.002)
+    assert math.isnan(p_value(0.80, 0.01, 1, 0.70, 0.01, 3))  # one seed
+    assert math.isnan(p_value(0.80, 0.0, 3, 0.70, 0.0, 3))  # no spread on either side
+    t = frame([("MobileNetV3-Small 0.87", "v3_small", 1.38, 0.8031, 0.0033), ("found", "found", 1.27, 0.8092, 0.0007)])
+    t["seeds"] = 3
+    result, detail = check_best_in_budget(t, t.iloc[1], 1.5, "latency_ms")
+    assert result == "PASS" and "(Welch p 0.08)" in detail
+    assert "not significant at 0.05 against MobileNetV3-Small 0.87" in detail
+    t.loc[1, "test_acc"] = 0.8200  # a lead of 1.69 points: significant, nothing flagged
+    result, detail = check_best_in_budget(t, t.iloc[1], 1.5, "latency_ms")
+    assert result == "PASS" and "not significant" not in detail and "(Welch p 0.0" in detail
 
 
 def test_v2_curve_interpolation():
