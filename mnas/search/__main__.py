@@ -49,6 +49,7 @@ class SearchConfig:
     tie_z: float = 2.0
     ship_margin: float = 2.6
     band: float = 0.0
+    derived: bool = True
     measure_repeats: int = 30
     n_trials: int = 30
     timeout: Optional[float] = None
@@ -84,7 +85,8 @@ def main(cfg) -> dict:
                               n_startup_trials=c["sampler"].get("n_startup_trials", 10),
                               population_size=c["sampler"].get("population_size", 20),
                               tie_z=c.get("tie_z", 2.0), ship_margin=c.get("ship_margin", 0.0),
-                              band=c.get("band", 0.0), measure_repeats=c.get("measure_repeats", 30))
+                              band=c.get("band", 0.0), derived=c.get("derived", True),
+                              measure_repeats=c.get("measure_repeats", 30))
     latency_fn = Device(device)
     check_budget(space, latency_fn, settings)  # a bad device, table or budget fails before anything is written
     d, e = c["data"], dict(c["estimator"])

@@ -7,7 +7,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLUMNS = ["number", "state", "accuracy", "latency_ms", "macs", "params", "estimated", "baseline", "seconds", "arch"]
+COLUMNS = ["number", "state", "accuracy", "latency_ms", "macs", "params", "estimated", "baseline", "derived", "seconds",
+           "arch"]
 
 
 def trials_frame(study) -> pd.DataFrame:
@@ -19,7 +20,8 @@ def trials_frame(study) -> pd.DataFrame:
         rows.append({"number": t.number, "state": t.state.name,
                      "accuracy": a.get("accuracy") if a.get("estimated") else None,
                      "latency_ms": a.get("latency_ms"), "macs": a.get("macs"), "params": a.get("params"),
-                     "estimated": a.get("estimated"), "baseline": a.get("baseline"), "seconds": secs,
+                     "estimated": a.get("estimated"), "baseline": a.get("baseline"),
+                     "derived": a.get("derived"), "seconds": secs,
                      "arch": a.get("arch")})
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -60,7 +62,8 @@ def summary_table(trials: pd.DataFrame, budget_ms: float, best: int | None, top:
     measured = "measured_ms" in ok and ok["measured_ms"].notna().any()
     over = (ok["latency_ms"] > budget_ms) | (ok["measured_ms"] > budget_ms if measured else False)
     fits = ok[~over].sort_values("accuracy", ascending=False).head(top)
-    rows = pd.concat([fits, ok[ok["number"] == best], ok[ok["baseline"].notna()]]).drop_duplicates("number")
+    derived = ok[ok["derived"].notna()] if "derived" in ok else ok.iloc[:0]
+    rows = pd.concat([fits, ok[ok["number"] == best], derived, ok[ok["baseline"].notna()]]).drop_duplicates("number")
     counts = trials["state"].value_counts().to_dict()
     lines = [f"trials: {', '.join(f'{n} {s.lower()}' for s, n in counts.items())}; budget {budget_ms:g} ms "
              f"(latency predicted{' and measured' if measured else ''} at 224x224; accuracy on the proxy task's "
@@ -70,6 +73,7 @@ def summary_table(trials: pd.DataFrame, budget_ms: float, best: int | None, top:
     for i, r in rows.iterrows():
         mark = "*" if r["number"] == best else " "
         what = r["baseline"] if isinstance(r["baseline"], str) else r["arch"][:60] + "..."
+        what = f"{r['derived']} (derived)" if isinstance(r.get("derived"), str) else what
         what += " (over budget)" if over[i] else ""
         meas = (f" {r['measured_ms']:>7.2f}" if pd.notna(r["measured_ms"]) else f" {'-':>7}") if measured else ""
         lines.append(f"{mark:2}{r['number']:>5} {100 * r['accuracy']:>6.2f} {r['latency_ms']:>7.2f}{meas} "

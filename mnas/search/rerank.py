@@ -4,7 +4,8 @@ The supernet's estimates order archs of equal latency little better than countin
 tau 0.29 for the 1-epoch default on 17 archs at 13-16.4 ms, and a second training of the same supernet reorders
 them), so which of a search's top trials is best, and whether it beats a hand design of about the same latency,
 is mostly the luck of one supernet training. This stage settles it the way MnasNet scored every sample: by
-training. The k in-budget trials the estimator rates highest (the final choice among them) and every published
+training. The k in-budget trials the estimator rates highest (the final choice among them), the trials derived
+from the hand designs (mnas.search.derive: few, and what a noisy estimate cannot rank), and every published
 MobileNetV1/V2/V3 variant within the budget (a point of the space or not) are each trained from scratch `seeds`
 times with mnas.compare's 600-step recipe, on the proxy task's training split, and scored on its validation split.
 The training seeds start at `first_seed` (100), so these trainings share no seed with mnas.compare's (0, 1, ...,
@@ -82,7 +83,13 @@ def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_res
     picked = done.head(k)
     if best.get("arch") and not best.get("baseline") and best["arch"] not in set(picked["arch"]):
         picked = pd.concat([picked, done[done["arch"] == best["arch"]]])
-    rows = [dict(model=f"trial {int(t.number)}", kind="search", trial=int(t.number), arch=ArchConfig.from_string(
+    if "derived" in done:  # the hand designs' simplified variants (mnas.search.derive): always trained
+        picked = pd.concat([picked, done[done["derived"].notna() & ~done["arch"].isin(picked["arch"])]])
+
+    def name_of(t) -> str:
+        derived = getattr(t, "derived", None)
+        return f"trial {int(t.number)}" + (f" ({derived})" if isinstance(derived, str) else "")
+    rows = [dict(model=name_of(t), kind="search", trial=int(t.number), arch=ArchConfig.from_string(
                  t.arch), latency_ms=float(t.latency_ms), macs=float(t.macs), estimate=float(t.accuracy))
             for t in picked.itertuples()]
     rivals = {r["model"]: r for r in best.get("hand_designs") or []}

@@ -27,6 +27,7 @@ from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.search import report
+from mnas.search.derive import derived_trials
 from mnas.search.ship import (
     filled_archs,
     hand_rivals,
@@ -59,6 +60,7 @@ class SearchSettings:
     #                           estimate is higher by more than this (the estimator's own noise); see recommend
     band: float = 0.0  # constraint objective: searched archs faster than band * budget are infeasible too, and not
     #                    estimated (0 = no lower bound); the hand designs are scored wherever they fall
+    derived: bool = True  # enqueue the hand designs' simplified variants fitted to the budget (mnas.search.derive)
     measure_repeats: int = 30  # on a live device (this machine): the in-budget trials and the hand designs near the
     #                            budget are measured (each alone, warm; the fastest of this many runs) and the budget
     #                            holds for the measured latency too (0 = predicted latency only; measure_candidates)
@@ -78,6 +80,8 @@ class SearchSettings:
             raise UserError(f"ship_margin={s.ship_margin} is invalid: use accuracy points >= 0 (0 = any margin)")
         if isinstance(s.band, bool) or not isinstance(s.band, (int, float)) or not 0 <= s.band < 1:
             raise UserError(f"band={s.band} is invalid: use a fraction of the budget in [0, 1) (0 = no lower bound)")
+        if not isinstance(s.derived, bool):
+            raise UserError(f"derived={s.derived!r} is invalid: use true or false")
         if isinstance(s.measure_repeats, bool) or not isinstance(s.measure_repeats, int) or s.measure_repeats < 0:
             raise UserError(f"measure_repeats={s.measure_repeats} is invalid: use a count of timed runs >= 0 "
                             "(0 = the budget checked on predicted latency only)")
@@ -128,7 +132,8 @@ def recover_interrupted(study: optuna.Study) -> int:
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-        study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "baseline"},
+        keep = {k: v for k, v in t.user_attrs.items() if k in ("baseline", "derived")}
+        study.enqueue_trial(t.params, user_attrs=keep,
                             skip_if_exists=False)
         n += 1
     return n
@@ -150,6 +155,16 @@ def enqueue_baselines(study: optuna.Study, space: Space) -> list[str]:
     names = []
     for label, params in space_baselines(space).values():
         study.enqueue_trial(params, user_attrs={"baseline": label}, skip_if_exists=True)
+        names.append(label)
+    return names
+
+
+def enqueue_derived(study: optuna.Study, space: Space, latency_fn, budget_ms: float) -> list[str]:
+    """The hand designs' simplified variants fitted to the budget (mnas.search.derive), as the next trials; they
+    are searched candidates (no `baseline`), labelled `derived`."""
+    names = []
+    for label, params in derived_trials(space, space_baselines(space), latency_fn, budget_ms):
+        study.enqueue_trial(params, user_attrs={"derived": label}, skip_if_exists=True)
         names.append(label)
     return names
 
@@ -308,6 +323,8 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
     if resume and (n := recover_interrupted(study)):
         print(f"resuming: {n} interrupted trial(s) queued again")
     baselines = enqueue_baselines(study, space)
+    if s.derived:
+        enqueue_derived(study, space, latency_fn, s.budget_ms)
     done = lambda: len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))  # noqa: E731
     remaining = max(0, s.n_trials - done()) if s.n_trials else None
     if remaining != 0:
