@@ -6,7 +6,7 @@ from mnas.latency import predict
 from mnas.nn.models import mobilenet_v3_small
 from mnas.nn.space import load_space
 from mnas.nn.stats import count
-from mnas.search.derive import build, derived_trials, step_down
+from mnas.search.derive import _choices, build, derived_trials, step_down
 from mnas.search.study import SearchSettings, run_search, space_baselines
 
 
@@ -42,8 +42,7 @@ def test_derived_trials_drop_the_priced_choice_and_fill_the_budget(space, derive
 
 def test_step_down_takes_width_choices_only_and_gives_up_below_the_smallest(space):
     params = space.params_for(mobilenet_v3_small(1.0))
-    choices = {}
-    space.sample(lambda name, options: choices.setdefault(name, list(options))[-1])
+    choices = _choices(space)
     fitted, lat = step_down(space, params, choices, pixel, 12.0)
     assert lat <= 12.0 and lat == pixel(build(space, fitted))
     changed = {k for k in params if fitted[k] != params[k]}

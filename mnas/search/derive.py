@@ -19,7 +19,7 @@ from mnas.nn.space import Space
 from mnas.nn.stats import count
 
 SIMPLIFICATIONS = {"no SE": ("se",), "smallest kernels": ("kernel",), "no SE, smallest kernels": ("se", "kernel")}
-WIDTH_KEYS = ("stem_out", "head_out", "hidden_out", "_out", "_expand")
+WIDTH_KEYS = ("_out", "_expand")  # stem_out, s<i>_out, head_out, hidden_out; s<i>_b<j>_expand
 
 
 def _choices(space: Space) -> dict[str, list]:
@@ -51,7 +51,8 @@ def simplify(params: dict, choices: dict, kinds) -> dict:
 def step_down(space: Space, params: dict, choices: dict, latency_fn, budget_ms: float, max_steps: int = 60):
     """Greedy: one width choice a notch down at a time, the fewest MACs lost per millisecond saved, until within
     the budget; (params, latency) or None when no step helps any more."""
-    lat, macs = latency_fn(build(space, params)), count(build(space, params)).macs
+    arch = build(space, params)
+    lat, macs = latency_fn(arch), count(arch).macs
     for _ in range(max_steps):
         if lat <= budget_ms:
             return params, lat
