@@ -8,12 +8,14 @@
 Each step is skipped when its output exists, so a rerun with resume=<run> finishes what a kill interrupted.
 """
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mnas.cli import preset
 from mnas.errors import UserError
 from mnas.nn.arch import ArchConfig
+from mnas.nn.models import build
+from mnas.nn.proxy import proxy_arch
 from mnas.train import evaluate, fit, load_checkpoint, save_checkpoint
 
 
@@ -45,12 +47,17 @@ class PipelineSettings:
         return self.prune_method
 
 
-def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSettings, progress: bool = True):
-    """<run>/model.pt: the best arch's proxy network, inherited weights when the estimator has them, fine-tuned."""
+def finetune_best(run: Path, arch: ArchConfig, estimator, data, p: PipelineSettings, progress: bool = True,
+                  start: ArchConfig | None = None, scratch: bool = False):
+    """<run>/model.pt: the best arch's proxy network, inherited weights when the estimator has them (with `start`,
+    as a slimming of that arch of the space: a derived fill; `scratch`: none), fine-tuned."""
     path = run / "model.pt"
     if path.exists():
         return load_checkpoint(str(path))
-    model, source = estimator.start_model(arch), estimator.weights
+    if scratch:
+        model, source = build(proxy_arch(arch, data.num_classes, p.max_stride)), "scratch"
+    else:
+        model, source = estimator.start_model(arch, start), estimator.weights
     metrics = fit(model, data, epochs=None, max_steps=p.finetune_steps, batch_size=p.batch_size, lr=p.lr,
                   resolution=p.resolution, seed=p.seed, progress=progress)
     test_acc = evaluate(model, data.test, p.resolution)[0]
@@ -74,8 +81,16 @@ def run_pipeline(run: Path, estimator, data, latency_fn, device: str, p: Pipelin
         print("no arch met the budget: nothing to fine-tune, prune or export")
         return None
     arch = ArchConfig.from_string(best["arch"])
-    model = finetune_best(run, arch, estimator, data, p, progress)
+    fill = next((r for r in best.get("derived_fills") or [] if r["arch"] == best["arch"]), None)
+    start = ArchConfig.from_string(fill["start"]) if fill and fill.get("start") else None
+    if fill is not None and start is None:  # no point of the space holds it: its weights start from scratch
+        print(f"the find ({fill['model']}) is not a slimming of a point of the space: its {p.finetune_steps} "
+              "fine-tune steps start from scratch")
+    model = finetune_best(run, arch, estimator, data, p, progress, start, scratch=fill is not None and start is None)
     source = run
+    if p.prune and fill is not None:  # one-shot NetAdapt slims points of the space; surgery works on any network
+        p = replace(p, prune_method="surgery")
+        print("the find is a derived fill, not a point of the space: pruned by surgery (torch-pruning cuts)")
     if p.prune:
         try:
             schedule = preset("scale", p.prune_scale)  # mnas.prune's presets, conf/scale/<name>.yaml

@@ -79,7 +79,7 @@ class TrainEstimator(Estimator):
     def __call__(self, arch: ArchConfig) -> float:
         return train_from_scratch(arch, self.data, self.max_stride, self.seed, **self.kw)[1]["val_acc"]
 
-    def start_model(self, arch: ArchConfig) -> nn.Module:
+    def start_model(self, arch: ArchConfig, start: ArchConfig | None = None) -> nn.Module:
         return build(self.proxy_arch(arch))
 
 
@@ -118,8 +118,13 @@ class SupernetEstimator(Estimator):
         self.scores: dict[ArchConfig, float] = {}
         self.vectors: dict[ArchConfig, torch.Tensor] = {}
 
-    def start_model(self, arch: ArchConfig) -> nn.Module:
-        return self.extract(arch)
+    def start_model(self, arch: ArchConfig, start: ArchConfig | None = None) -> nn.Module:
+        """The arch's sub-network; with `start` (an arch of the space that `arch` slims, e.g. a derived fill's:
+        mnas.search.derive), the first channels of start's sub-network, as score_slimming scores it."""
+        if start is None:
+            return self.extract(arch)
+        model = self.supernet.slimmings(start).extract(arch)
+        return reestimate_bn(model.to(memory_format=torch.channels_last), self.calib)
 
     def extract(self, arch: ArchConfig) -> nn.Module:
         """The arch's sub-network as an ordinary model (build(proxy arch)), BatchNorm re-estimated, eval mode."""

@@ -5,7 +5,9 @@ tau 0.29 for the 1-epoch default on 17 archs at 13-16.4 ms, and a second trainin
 them), so which of a search's top trials is best, and whether it beats a hand design of about the same latency,
 is mostly the luck of one supernet training. This stage settles it the way MnasNet scored every sample: by
 training. The k in-budget trials the estimator rates highest (the final choice among them), the trials derived
-from the hand designs (mnas.search.derive: few, and what a noisy estimate cannot rank), and every published
+from the hand designs (mnas.search.derive: few, and what a noisy estimate cannot rank), the same simplified hand
+designs at the width multiplier filling the budget (derived fills: not trials, as they lie between the space's
+widths; one may become best.json's find, with `trial` None and `derived` its name), and every published
 MobileNetV1/V2/V3 variant within the budget (a point of the space or not) are each trained from scratch `seeds`
 times with mnas.compare's 600-step recipe, on the proxy task's training split, and scored on its validation split.
 The training seeds start at `first_seed` (100), so these trainings share no seed with mnas.compare's (0, 1, ...,
@@ -71,9 +73,10 @@ class RerankSettings:
 
 
 def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_resolution: int) -> list[dict]:
-    """The k in-budget searched trials of highest estimate (distinct archs; the final choice always among them) and
-    every hand design within the budget (best.json's `hand_designs`, the widths filling the budget among them), as
-    mnas.compare rows."""
+    """The k in-budget searched trials of highest estimate (distinct archs; the final choice always among them), the
+    derived trials, the derived fills (best.json's `derived_fills`: searched candidates that are not trials,
+    `trial` None) and every hand design within the budget (best.json's `hand_designs`, the widths filling the
+    budget among them), as mnas.compare rows."""
     budget = best["budget_ms"]
     done = trials[(trials["state"] == "COMPLETE") & (trials["estimated"] == True)  # noqa: E712
                   & (trials["latency_ms"] <= budget) & trials["baseline"].isna()]
@@ -103,6 +106,9 @@ def candidates(trials: pd.DataFrame, best: dict, space: Space, k: int, proxy_res
             rows.append(dict(model=row["model"], kind="hand", trial=None, arch=variant(
                 row["family"], row["variant"], space.resolution, space.num_classes)[2], latency_ms=row["latency_ms"],
                 macs=row["macs"], estimate=row.get("accuracy")))
+    for row in best.get("derived_fills") or []:  # simplified hand designs at the filling width: not trials
+        rows.append(dict(model=row["model"], kind="search", trial=None, arch=ArchConfig.from_string(row["arch"]),
+                         latency_ms=row["latency_ms"], macs=row["macs"], estimate=row.get("accuracy")))
     for r in rows:
         r["proxy_resolution"] = scaled_proxy(r["arch"].resolution, space.resolution, proxy_resolution)
     return rows
@@ -187,12 +193,7 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
         table = pd.concat([table, pd.DataFrame([fresh], columns=COLUMNS)], ignore_index=True)
     table.to_csv(run / "rerank.csv", index=False)
     find = table[(table["kind"] == "search") & (table["model"] == choice["find"])].iloc[0]
-    t = trials[trials["number"] == find["trial"]].iloc[0]
-    if int(t["number"]) != best.get("trial"):
-        best.update(estimate_choice=best.get("trial"), trial=int(t["number"]), arch=t["arch"],
-                    latency_ms=float(t["latency_ms"]), macs=float(t["macs"]), params=float(t["params"]),
-                    accuracy=float(t["accuracy"]), baseline=None, tie=[],
-                    arch_json=ArchConfig.from_string(t["arch"]).to_dict())
+    best = with_find(best, trials, find)
     best["rerank"] = dict(asdict(s), **choice, trained_now=trained, candidates=len(rows),
                           recipe=asdict(recipe))
     rec = best.get("recommendation") or {}
@@ -206,6 +207,27 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
     (run / "best.json").write_text(json.dumps(best, indent=2))
     print(text(table, choice, s))
     return best
+
+
+def with_find(best: dict, trials: pd.DataFrame, find) -> dict:
+    """best.json with the re-ranked find (a rerank.csv row) as its arch: a trial, or a derived fill (`trial` None,
+    `derived` its name); the estimate's own choice is kept as `estimate_choice`."""
+    if pd.isna(find["trial"]):
+        row = next(r for r in best["derived_fills"] if r["model"] == find["model"])
+        if row["arch"] == best.get("arch"):
+            return best
+        return dict(best, estimate_choice=best.get("trial"), trial=None, derived=row["model"], arch=row["arch"],
+                    latency_ms=row["latency_ms"], measured_ms=row.get("measured_ms"), macs=row["macs"],
+                    params=row["params"], accuracy=row["accuracy"], baseline=None, tie=[],
+                    arch_json=ArchConfig.from_string(row["arch"]).to_dict())
+    t = trials[trials["number"] == find["trial"]].iloc[0]
+    if int(t["number"]) == best.get("trial"):
+        return best
+    return dict(best, estimate_choice=best.get("trial"), trial=int(t["number"]), derived=None, arch=t["arch"],
+                latency_ms=float(t["latency_ms"]), macs=float(t["macs"]), params=float(t["params"]),
+                measured_ms=None if pd.isna(t.get("measured_ms")) else float(t["measured_ms"]),
+                accuracy=float(t["accuracy"]), baseline=None, tie=[],
+                arch_json=ArchConfig.from_string(t["arch"]).to_dict())
 
 
 def text(table: pd.DataFrame, choice: dict, s: RerankSettings) -> str:

@@ -13,10 +13,19 @@ from mnas.nn.stats import count
 WIDTH_FAMILIES = ("v1", "v2", "v3_small", "v3_large")  # families whose width multiplier a user can set freely
 
 
-def filled_width(family: str, latency_fn, budget_ms: float, resolution: int, num_classes: int) -> float | None:
-    """The widest multiplier of a family, in steps of 0.01 from 0.25 to 1.5, whose network's latency is within the
-    budget (bisection: latency does not fall as every layer widens), or None when 0.25 does not fit."""
-    fits = lambda w: latency_fn(variant(family, w / 100, resolution, num_classes)[2]) <= budget_ms  # noqa: E731
+def at_width(family: str, width: float, resolution: int, num_classes: int, transform=None) -> ArchConfig:
+    """A family's network at `width`, passed through `transform(arch) -> arch` when given (mnas.search.derive's
+    simplifications: squeeze-excite off, the smallest kernels)."""
+    arch = variant(family, width, resolution, num_classes)[2]
+    return arch if transform is None else transform(arch)
+
+
+def filled_width(family: str, latency_fn, budget_ms: float, resolution: int, num_classes: int,
+                 transform=None) -> float | None:
+    """The widest multiplier of a family, in steps of 0.01 from 0.25 to 1.5, whose network (through `transform`,
+    at_width) has a latency within the budget (bisection: latency does not fall as every layer widens), or None
+    when 0.25 does not fit."""
+    fits = lambda w: latency_fn(at_width(family, w / 100, resolution, num_classes, transform)) <= budget_ms  # noqa
     lo, hi = 25, 150
     if not fits(lo):
         return None
@@ -29,7 +38,7 @@ def filled_width(family: str, latency_fn, budget_ms: float, resolution: int, num
 
 
 def measured_fill(family: str, width: float, budget_ms: float, measure, resolution: int, num_classes: int,
-                  tries: int = 10) -> tuple[float | None, dict[str, float]]:
+                  tries: int = 10, transform=None) -> tuple[float | None, dict[str, float]]:
     """On a device measured here: `width` (filled_width by the prediction) stepped down by 0.01 until the
     network's measured latency (`measure(archs) -> [ms]`) is within the budget, since the table under-predicts
     some networks by a few percent. (that width or None after `tries`, {arch string: ms} of every network
@@ -39,21 +48,25 @@ def measured_fill(family: str, width: float, budget_ms: float, measure, resoluti
         w = round(width - i / 100, 2)
         if w < 0.25:
             break
-        arch = variant(family, w, resolution, num_classes)[2]
+        arch = at_width(family, w, resolution, num_classes, transform)
         seen[arch.to_string()] = ms = float(measure([arch])[0])
         if ms <= budget_ms:
             return w, seen
     return None, seen
 
 
-def filled_archs(space: Space, latency_fn, budget_ms: float, families=WIDTH_FAMILIES) -> dict[str, tuple]:
+def filled_archs(space: Space, latency_fn, budget_ms: float, families=WIDTH_FAMILIES,
+                 transform=None) -> dict[str, tuple]:
     """{family: (width, arch)} of each family's filled width (filled_width) at the space's deployment shape, where
-    it is not a published width."""
+    it is not a published width (with a `transform`, where the transformed network is not a published one)."""
     out = {}
     for family in families:
-        w = filled_width(family, latency_fn, budget_ms, space.resolution, space.num_classes)
-        if w is not None and w not in HAND_DESIGNS[family]:
-            out[family] = (w, variant(family, w, space.resolution, space.num_classes)[2])
+        w = filled_width(family, latency_fn, budget_ms, space.resolution, space.num_classes, transform)
+        if w is None:
+            continue
+        arch = at_width(family, w, space.resolution, space.num_classes, transform)
+        if w not in HAND_DESIGNS[family] or arch != variant(family, w, space.resolution, space.num_classes)[2]:
+            out[family] = (w, arch)
     return out
 
 

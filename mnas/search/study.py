@@ -27,7 +27,7 @@ from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.search import report
-from mnas.search.derive import derived_trials
+from mnas.search.derive import derived_trials, fill_rows, fills, fills_text, measure_fills
 from mnas.search.ship import (
     filled_archs,
     hand_rivals,
@@ -229,13 +229,13 @@ MEASURE_SLACK = 1.25  # hand designs predicted up to this factor over the budget
 
 
 def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms: float, repeats: int,
-                       progress: bool = False) -> dict[str, float]:
+                       progress: bool = False, derived: bool = False) -> dict[str, float]:
     """On a live device (`latency_fn.live`: this machine, e.g. device=cpu) with repeats > 0: the measured latency (ms)
     of every estimated trial predicted within the budget and of every hand design predicted within MEASURE_SLACK
-    x the budget and of each width family at the multiplier that fills the budget, by arch string, all measured
-    in one call (`latency_fn.measure`: each network alone and warm, as a user's benchmark times it). The budget
-    is the user's contract with their own benchmark, so a trial the table under-predicts cannot be shipped over
-    it. {} on a predicted device."""
+    x the budget and of each width family at the multiplier that fills the budget (with `derived`, the simplified
+    families' too: mnas.search.derive.fills), by arch string, all measured in one call (`latency_fn.measure`: each
+    network alone and warm, as a user's benchmark times it). The budget is the user's contract with their own
+    benchmark, so a trial the table under-predicts cannot be shipped over it. {} on a predicted device."""
     if not repeats or not getattr(latency_fn, "live", False):
         return {}
     archs = [t.user_attrs["arch"] for t in estimated_in_budget(study, budget_ms)]
@@ -243,6 +243,8 @@ def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms:
               if latency_fn(a) <= MEASURE_SLACK * budget_ms]
     filled = filled_archs(space, latency_fn, budget_ms)
     archs += [a.to_string() for _, a in filled.values()]
+    if derived:
+        archs += [f[3].to_string() for f in fills(space, latency_fn, budget_ms)]
     archs = list(dict.fromkeys(archs))
     if not archs:
         return {}
@@ -252,6 +254,8 @@ def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms:
     for family, (w, arch) in filled.items():
         if out[arch.to_string()] > budget_ms:  # predicted to fit, measured over: step the width down by measurement
             out.update(measured_fill(family, w - 0.01, budget_ms, one, space.resolution, space.num_classes)[1])
+    if derived:
+        out.update(measure_fills(space, latency_fn, budget_ms, out, one))
     return out
 
 
@@ -337,7 +341,7 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
 def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta,
                   latency_fn, score_fn=None) -> dict:
     trials = report.trials_frame(study)
-    measured = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats)
+    measured = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats, derived=s.derived)
     trials["measured_ms"] = trials["arch"].map(measured)
     trials.to_csv(out_dir / "trials.csv", index=False)
     best, leader, tie = final_choice(study, s.budget_ms, s.tie_z, measured)
@@ -363,7 +367,8 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         result["arch_json"] = arch.to_dict()
     device = meta.get("device", "?")
     rivals = hand_rivals(space, latency_fn, s.budget_ms, trials, measured, score_fn)
-    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir, s.ship_margin))
+    result.update(hand_designs=rivals, recommendation=recommend(result, rivals, device, out_dir, s.ship_margin),
+                  derived_fills=fill_rows(space, latency_fn, s.budget_ms, measured, score_fn) if s.derived else [])
     (out_dir / "best.json").write_text(json.dumps(result, indent=2))
     report.pareto_plot(trials, s.budget_ms, out_dir / "pareto.png",
                        title=f"search {space.name}: estimated accuracy (proxy) vs predicted latency "
@@ -375,5 +380,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         print(f"no completed trial fits {s.budget_ms:g} ms yet")
     elif line := tie_text(result, s.tie_z):
         print(line)
+    if result["derived_fills"]:
+        print(fills_text(result["derived_fills"], s.budget_ms))
     print(recommendation_text(result["recommendation"], rivals, s.budget_ms, space.name, device))
     return result
