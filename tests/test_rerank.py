@@ -35,7 +35,7 @@ def test_rerank_trains_the_top_trials_and_hand_designs_and_ships_by_the_spread(s
     before = json.loads((searched / "best.json").read_text())
     hand = [r["model"] for r in before["hand_designs"]]
     assert hand and "MobileNetV1 1.0" not in hand  # some hand designs fit, not all
-    s = RerankSettings(k=2, seeds=2, first_seed=100, max_steps=3, batch_size=16, confirm=0,
+    s = RerankSettings(k=2, seeds=2, first_seed=100, max_steps=3, batch_size=16, confirm=0, settle_steps=0,
                        cache_dir=str(tmp_path / "cache"))
     best = rerank(searched, tiny_space, DATA, s, progress=False)
     table = pd.read_csv(searched / "rerank.csv")
@@ -107,7 +107,8 @@ def test_a_winning_find_is_decided_on_fresh_seeds(searched, tmp_path):
 
 @pytest.mark.parametrize("bad,msg", [({"seeds": 1}, "rerank.seeds=1"), ({"confirm": 1}, "rerank.confirm=1"),
                                      ({"k": -2}, "rerank.k=-2"), ({"lr": 0}, "rerank.lr=0"),
-                                     ({"jobs": 0}, "rerank.jobs=0")])
+                                     ({"jobs": 0}, "rerank.jobs=0"),
+                                     ({"settle_steps": -1}, "rerank.settle_steps=-1")])
 def test_bad_settings(bad, msg):
     with pytest.raises(UserError, match=msg):
         RerankSettings(**bad)
@@ -128,3 +129,35 @@ def test_the_second_stage_trains_the_width_that_fills_the_budget():
     rows = candidates(trials, dict(budget_ms=15.0, hand_designs=hand), space, k=2, proxy_resolution=32)
     assert [r["model"] for r in rows] == [h["model"] for h in hand] and all(r["kind"] == "hand" for r in rows)
     assert rows[1]["arch"] == mobilenet_v3_small(0.88) and rows[1]["latency_ms"] == 14.97
+
+
+def test_a_tie_the_find_leads_is_settled_by_longer_trainings_of_the_close_ones(searched, tmp_path):
+    """The find, and only the hand designs it does not beat beyond the spread, are trained settle_steps steps on the
+    pick's seeds; the decision is taken on those trainings."""
+    from mnas.nn.models import mobilenet_v3_small
+    from mnas.search.rerank import settle
+    best = json.loads((searched / "best.json").read_text())
+    arch = ArchConfig.from_string(best["arch"])
+    rows = [dict(model="trial 1", kind="search", trial=1, latency_ms=5.0, macs=1.0, estimate=0.5, arch=arch,
+                 proxy_resolution=16),
+            dict(model="close", kind="hand", trial=None, latency_ms=5.0, macs=1.0, estimate=None,
+                 arch=mobilenet_v3_small(0.5, resolution=64), proxy_resolution=16),
+            dict(model="beaten", kind="hand", trial=None, latency_ms=5.0, macs=1.0, estimate=None,
+                 arch=mobilenet_v3_small(0.75, resolution=64), proxy_resolution=16)]
+    table = pd.DataFrame([dict(model="trial 1", kind="search", val_acc=0.80, val_std=0.01),
+                          dict(model="close", kind="hand", val_acc=0.795, val_std=0.01),  # +0.5, spread 1.41
+                          dict(model="beaten", kind="hand", val_acc=0.70, val_std=0.01)])
+    choice = decide(table)
+    assert choice["wins"] is False and choice["lead_points"] > 0
+    s = RerankSettings(k=1, seeds=2, first_seed=100, max_steps=3, settle_steps=5, batch_size=16,
+                       cache_dir=str(tmp_path / "cache"))
+    recipe = recipe_of(DATA, s)
+    settled, final, trained, longer = settle(rows, table, choice, recipe, recipe.load_data(), s, progress=False)
+    assert trained == 4 and longer.max_steps == 5 and set(settled["model"]) == {"trial 1", "close"}
+    assert (settled["steps"] == 5).all() and (settled["seeds"] == 2).all()
+    for seed in (100, 101):
+        assert (tmp_path / "cache" / f"{cache_key(arch, 16, longer, seed)}.json").exists()
+    find, close = (settled[settled["model"] == m].iloc[0] for m in ("trial 1", "close"))
+    assert final["find"] == "trial 1" and final["pick"]["rival"] == "close" and final["settle_steps"] == 5
+    assert final["lead_points"] == pytest.approx(100 * (find["val_acc"] - close["val_acc"]))
+    assert final["ship"] == ("found" if final["wins"] else "close")

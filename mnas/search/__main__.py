@@ -29,6 +29,7 @@ class RerankConfig:
     max_steps: int = 600
     batch_size: int = 64
     lr: float = 0.1
+    settle_steps: int = 1200
     confirm: int = 2
     jobs: int = 1
     cache_dir: str = "runs/compare/cache"
