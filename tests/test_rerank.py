@@ -108,7 +108,8 @@ def test_a_winning_find_is_decided_on_fresh_seeds(searched, tmp_path):
 @pytest.mark.parametrize("bad,msg", [({"seeds": 1}, "rerank.seeds=1"), ({"confirm": 1}, "rerank.confirm=1"),
                                      ({"k": -2}, "rerank.k=-2"), ({"lr": 0}, "rerank.lr=0"),
                                      ({"jobs": 0}, "rerank.jobs=0"),
-                                     ({"settle_steps": -1}, "rerank.settle_steps=-1")])
+                                     ({"settle_steps": -1}, "rerank.settle_steps=-1"),
+                                     ({"settle_seeds": 1}, "rerank.settle_seeds=1")])
 def test_bad_settings(bad, msg):
     with pytest.raises(UserError, match=msg):
         RerankSettings(**bad)
@@ -132,8 +133,8 @@ def test_the_second_stage_trains_the_width_that_fills_the_budget():
 
 
 def test_a_tie_the_find_leads_is_settled_by_longer_trainings_of_the_close_ones(searched, tmp_path):
-    """The find, and only the hand designs it does not beat beyond the spread, are trained settle_steps steps on the
-    pick's seeds; the decision is taken on those trainings."""
+    """The find, and only the hand designs it does not beat beyond the spread, are trained settle_steps steps on
+    settle_seeds fresh seeds; the decision is taken on those trainings."""
     from mnas.nn.models import mobilenet_v3_small
     from mnas.search.rerank import settle
     best = json.loads((searched / "best.json").read_text())
@@ -149,13 +150,14 @@ def test_a_tie_the_find_leads_is_settled_by_longer_trainings_of_the_close_ones(s
                           dict(model="beaten", kind="hand", val_acc=0.70, val_std=0.01)])
     choice = decide(table)
     assert choice["wins"] is False and choice["lead_points"] > 0
-    s = RerankSettings(k=1, seeds=2, first_seed=100, max_steps=3, settle_steps=5, batch_size=16,
+    s = RerankSettings(k=1, seeds=2, first_seed=100, max_steps=3, settle_steps=5, settle_seeds=3, batch_size=16,
                        cache_dir=str(tmp_path / "cache"))
     recipe = recipe_of(DATA, s)
     settled, final, trained, longer = settle(rows, table, choice, recipe, recipe.load_data(), s, progress=False)
-    assert trained == 4 and longer.max_steps == 5 and set(settled["model"]) == {"trial 1", "close"}
-    assert (settled["steps"] == 5).all() and (settled["seeds"] == 2).all()
-    for seed in (100, 101):
+    assert trained == 6 and longer.max_steps == 5 and set(settled["model"]) == {"trial 1", "close"}
+    assert (settled["steps"] == 5).all() and (settled["seeds"] == 3).all()
+    assert final["settle_seeds"] == [102, 103, 104]  # fresh: after the pick's 100, 101
+    for seed in (102, 103, 104):
         assert (tmp_path / "cache" / f"{cache_key(arch, 16, longer, seed)}.json").exists()
     find, close = (settled[settled["model"] == m].iloc[0] for m in ("trial 1", "close"))
     assert final["find"] == "trial 1" and final["pick"]["rival"] == "close" and final["settle_steps"] == 5

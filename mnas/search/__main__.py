@@ -30,6 +30,7 @@ class RerankConfig:
     batch_size: int = 64
     lr: float = 0.1
     settle_steps: int = 1200
+    settle_seeds: int = 4
     confirm: int = 2
     jobs: int = 1
     cache_dir: str = "runs/compare/cache"

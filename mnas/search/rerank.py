@@ -51,6 +51,7 @@ class RerankSettings:
     batch_size: int = 64
     lr: float = 0.1
     settle_steps: int = 1200  # a tie the find leads: it and the hand designs it does not beat, trained this long
+    settle_seeds: int = 4     # ... on this many fresh seeds (after the pick's), which decide (0 = no settling)
     confirm: int = 2         # fresh seeds a winning find is trained on before it is recommended (0 = no check)
     jobs: int = 1            # trainings side by side in 1-thread worker processes (2 on a 2-core machine)
     cache_dir: str = "runs/compare/cache"
@@ -65,10 +66,11 @@ class RerankSettings:
             if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "seeds" else 1):
                 floor = "2 (the spread decides the recommendation)" if key == "seeds" else "1"
                 raise UserError(f"rerank.{key}={v!r} is invalid: use a whole number >= {floor}")
-        if isinstance(self.confirm, bool) or not isinstance(self.confirm, int) or self.confirm < 0 \
-                or self.confirm == 1:
-            raise UserError(f"rerank.confirm={self.confirm!r} is invalid: use 0 (no check) or a whole number >= 2 "
-                            "(the spread decides)")
+        for key in ("confirm", "settle_seeds"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v == 1:
+                raise UserError(f"rerank.{key}={v!r} is invalid: use 0 (no {key.split('_')[0]}ing) or a whole number "
+                                ">= 2 (the spread decides)")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UserError(f"rerank.lr={self.lr!r} is invalid: use a learning rate > 0")
 
@@ -151,25 +153,30 @@ def scored(row: dict, results: dict, i: int, seeds: range, steps: int | None = N
 
 def settle(rows: list[dict], table: pd.DataFrame, choice: dict, recipe: Recipe, data, s: RerankSettings,
            progress: bool = True) -> tuple[pd.DataFrame, dict, int, Recipe]:
-    """A tie the find leads, decided by longer trainings: the find and every hand design it does not beat beyond
-    the spread, trained `s.settle_steps` steps on the same seeds. At 600 steps one training's spread (0.5-1.1
-    points on the proxy) is as large as the gaps between the best candidates; at 1200 steps it is about 0.4
-    (docs/results.md, 2026-12-07: V3-Small 0.95 without SE led 0.88 by +0.39 with a spread of 1.20 at 600 steps, by
-    +1.27 with 0.54 at 1200 on six seeds). The hand designs it beats already stay beaten. (the settling round's
-    rows, the decision taken on them with the pick's under `pick`, trainings done now, its recipe)."""
+    """A tie the find leads, decided by longer trainings on more seeds: the find and every hand design it does not
+    beat beyond the spread, trained `s.settle_steps` steps on `s.settle_seeds` fresh seeds (after the pick's), which
+    decide. Why (docs/results.md, 2026-12-07, pixel 15 ms): at 600 steps one training's spread (0.5-1.1 points on
+    the proxy) is as large as the gaps between the best candidates, and it is about 0.4 at 1200 (V3-Small 0.95
+    without SE led 0.88 by +0.39, spread 1.20, at 600 steps; by +1.27, spread 0.54, at 1200 on six seeds); and a
+    spread from two seeds is itself a guess (0.88's two 1200-step trainings on the pick's seeds: spread 1.22, against
+    0.36 over six). Fresh seeds also leave the pick's own bias behind, so a find that wins here is not confirmed
+    again. The hand designs it beats already stay beaten. (the settling round's rows, the decision taken on them
+    with the pick's under `pick`, trainings done now, its recipe)."""
     longer = replace(recipe, max_steps=s.settle_steps)
     find = table[(table["kind"] == "search") & (table["model"] == choice["find"])].iloc[0]
     close = [h.model for h in table[table["kind"] == "hand"].itertuples()
              if find["val_acc"] - h.val_acc <= math.hypot(find["val_std"], h.val_std)]
     picked = [r for r in rows if r["model"] in (choice["find"], *close)]
-    seeds = range(s.first_seed, s.first_seed + s.seeds)
-    results, trained = train_all(picked, longer, data, s.seeds, Path(s.cache_dir), progress=progress, jobs=s.jobs,
-                                 first_seed=s.first_seed, desc=f"re-rank: settling at {s.settle_steps} steps")
+    first = s.first_seed + s.seeds
+    seeds = range(first, first + s.settle_seeds)
+    results, trained = train_all(picked, longer, data, s.settle_seeds, Path(s.cache_dir), progress=progress,
+                                 jobs=s.jobs, first_seed=first, desc=f"re-rank: settling at {s.settle_steps} steps")
     settled = pd.DataFrame([scored(r, results, i, seeds, s.settle_steps) for i, r in enumerate(picked)],
                            columns=COLUMNS).sort_values("val_acc", ascending=False)
     again = decide(settled)
     pick = {k: choice[k] for k in ("rival", "lead_points", "spread_points", "wins")}
-    return settled, dict(again, find=choice["find"], pick=pick, settle_steps=s.settle_steps), trained, longer
+    return settled, dict(again, find=choice["find"], pick=pick, settle_steps=s.settle_steps,
+                         settle_seeds=list(seeds)), trained, longer
 
 
 def confirm(row: dict, table: pd.DataFrame, choice: dict, recipe: Recipe, data, s: RerankSettings,
@@ -210,11 +217,12 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
     table = pd.DataFrame([scored(r, results, i, seeds, s.max_steps) for i, r in enumerate(rows)], columns=COLUMNS)
     table = table.sort_values("val_acc", ascending=False)
     choice, deciding, deciding_recipe = decide(table), table, recipe
-    if s.settle_steps and choice["wins"] is False and choice["lead_points"] > 0:
+    settling = bool(s.settle_steps and s.settle_seeds and choice["wins"] is False and choice["lead_points"] > 0)
+    if settling:
         deciding, choice, n, deciding_recipe = settle(rows, table, choice, recipe, data, s, progress)
         trained += n
         table = pd.concat([table, deciding], ignore_index=True)
-    if choice["ship"] == "found" and choice["hand"] is not None and s.confirm:
+    if choice["ship"] == "found" and choice["hand"] is not None and s.confirm and not settling:
         row = next(r for r in rows if r["model"] == choice["find"])
         choice, fresh, n = confirm(row, deciding, choice, deciding_recipe, data, s, progress)
         trained += n
@@ -268,7 +276,8 @@ def text(table: pd.DataFrame, choice: dict, s: RerankSettings) -> str:
     if "pick" in choice:
         pick = choice["pick"]
         lines.append(f"  a tie that {choice['find']} leads ({pick['lead_points']:+.2f} points against {pick['rival']}, "
-                     f"spread {pick['spread_points']:.2f}), settled at {choice['settle_steps']} steps (same seeds):")
+                     f"spread {pick['spread_points']:.2f}), settled at {choice['settle_steps']} steps on fresh seeds "
+                     f"{choice['settle_seeds'][0]}-{choice['settle_seeds'][-1]}:")
         for r in rounds[rounds["steps"] == choice["settle_steps"]].itertuples():
             lines.append(f"  {r.model:28} {r.latency_ms:6.2f} ms  {100 * r.val_acc:.2f} +- {100 * r.val_std:.2f}%")
     if "selection" in choice:
