@@ -65,9 +65,10 @@ def check_best_in_budget(t: pd.DataFrame, m, budget_ms, col: str) -> tuple[str, 
     def p(b) -> float:
         return p_value(m.test_acc, m.test_std, m.get("seeds", 0), b.test_acc, b.test_std, b.get("seeds", 0))
 
-    diff = lambda b: (f"{b.model} {_acc(b)} at {b[col]:.2f} ms: difference "  # noqa: E731
-                      f"{100 * (m.test_acc - b.test_acc):+.2f} vs spread {100 * np.hypot(m.test_std, b.test_std):.2f}"
-                      + ("" if np.isnan(p(b)) else f" (Welch p {p(b):.2f})"))
+    def diff(b) -> str:
+        pb = p(b)
+        return (f"{b.model} {_acc(b)} at {b[col]:.2f} ms: difference {100 * (m.test_acc - b.test_acc):+.2f} vs spread "
+                f"{100 * np.hypot(m.test_std, b.test_std):.2f}" + ("" if np.isnan(pb) else f" (Welch p {pb:.2f})"))
     lost = [b for _, b in base.iterrows() if not wins(m.test_acc, m.test_std, b.test_acc, b.test_std)]
     head = f"{m.model} {_acc(m)} at {m[col]:.2f} ms vs {len(base)} hand design(s) within {budget_ms:g} ms"
     if lost:
