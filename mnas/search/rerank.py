@@ -69,8 +69,9 @@ class RerankSettings:
         for key in ("confirm", "settle_seeds"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v == 1:
-                raise UserError(f"rerank.{key}={v!r} is invalid: use 0 (no {key.split('_')[0]}ing) or a whole number "
-                                ">= 2 (the spread decides)")
+                off = "no check" if key == "confirm" else "no settling"
+                raise UserError(f"rerank.{key}={v!r} is invalid: use 0 ({off}) or a whole number >= 2 (the spread "
+                                "decides)")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise UserError(f"rerank.lr={self.lr!r} is invalid: use a learning rate > 0")
 
