@@ -28,7 +28,7 @@ from mnas.nn.arch import ArchConfig
 from mnas.nn.models import FAMILIES, hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
-from mnas.search.ship import WIDTH_FAMILIES, filled_archs, measured_fill
+from mnas.search.ship import WIDTH_FAMILIES, filled_archs, measured_fills, slimming_starts
 
 SIMPLIFICATIONS = {"no SE": ("se",), "smallest kernels": ("kernel",), "no SE, smallest kernels": ("se", "kernel")}
 WIDTH_KEYS = ("_out", "_expand")  # stem_out, s<i>_out, head_out, hidden_out; s<i>_b<j>_expand
@@ -164,14 +164,10 @@ def fills(space: Space, latency_fn, budget_ms: float) -> list[tuple[str, str, fl
 
 def measure_fills(space: Space, latency_fn, budget_ms: float, measured: dict, measure) -> dict[str, float]:
     """On a device measured here: for each fill (by the prediction) that `measured` (arch string -> ms) puts over
-    the budget, its width stepped down by 0.01 until it measures within (mnas.search.ship.measured_fill); the new
+    the budget, its width stepped down by 0.01 until it measures within (mnas.search.ship.measured_fills); the new
     {arch string: ms}."""
-    out = {}
-    for family, _, w, arch, transform in fills(space, latency_fn, budget_ms):
-        if measured.get(arch.to_string(), 0.0) > budget_ms:
-            out.update(measured_fill(family, w - 0.01, budget_ms, measure, space.resolution, space.num_classes,
-                                     transform=transform)[1])
-    return out
+    found = [(family, w, arch, transform) for family, _, w, arch, transform in fills(space, latency_fn, budget_ms)]
+    return measured_fills(found, budget_ms, measured, measure, space.resolution, space.num_classes)
 
 
 def fill_rows(space: Space, latency_fn, budget_ms: float, measured: dict | None = None, score_fn=None) -> list[dict]:
@@ -189,8 +185,7 @@ def fill_rows(space: Space, latency_fn, budget_ms: float, measured: dict | None 
                    variant=w, simplification=name, arch=arch.to_string(), latency_ms=float(latency_fn(arch)),
                    measured_ms=measured.get(arch.to_string()), macs=count(arch).macs, params=count(arch).params,
                    accuracy=None, scored_as=None, start=None)
-        wider = sorted((v, label, transform(a)) for f, v, label, a in designs if f == family and v >= w)
-        label, start = next(((label, a) for _, label, a in wider if space.params_for(a) is not None), (None, None))
+        label, start = next(iter(slimming_starts(space, family, w, designs, transform)), (None, None))
         if start is not None:
             row["start"] = start.to_string()
             if score_fn is not None and (acc := score_fn(arch, start)) is not None:

@@ -129,17 +129,18 @@ def decide(table: pd.DataFrame) -> dict:
     """The re-ranked find (the best searched candidate by mean validation accuracy), the best hand design by the same
     mean, and what to ship: the find only when it beats every hand design by more than their combined seed spread;
     `rival` is the hand design that comes closest to that (lead minus spread), `lead_points`/`spread_points` are
-    against it."""
+    against it; `close` the hand designs the find does not beat beyond the spread."""
     search, hand = table[table["kind"] == "search"], table[table["kind"] == "hand"]
     find = search.loc[search["val_acc"].idxmax()] if len(search) else None
     top = hand.loc[hand["val_acc"].idxmax()] if len(hand) else None
     out = {"find": None if find is None else find["model"], "hand": None if top is None else top["model"],
-           "rival": None, "lead_points": None, "spread_points": None, "wins": None}
+           "rival": None, "lead_points": None, "spread_points": None, "wins": None, "close": []}
     if find is not None and top is not None:
         rows = [(float(100 * (find["val_acc"] - h.val_acc)), float(100 * math.hypot(find["val_std"], h.val_std)),
                  h.model) for h in hand.itertuples()]
         lead, spread, rival = min(rows, key=lambda r: r[0] - r[1])
-        out.update(rival=rival, lead_points=lead, spread_points=spread, wins=all(a > b for a, b, _ in rows))
+        close = [m for a, b, m in rows if a <= b]
+        out.update(rival=rival, lead_points=lead, spread_points=spread, wins=not close, close=close)
     out["ship"] = "found" if find is not None and (top is None or out["wins"]) else out["hand"]
     return out
 
@@ -164,10 +165,7 @@ def settle(rows: list[dict], table: pd.DataFrame, choice: dict, recipe: Recipe, 
     again. The hand designs it beats already stay beaten. (the settling round's rows, the decision taken on them
     with the pick's under `pick`, trainings done now, its recipe)."""
     longer = replace(recipe, max_steps=s.settle_steps)
-    find = table[(table["kind"] == "search") & (table["model"] == choice["find"])].iloc[0]
-    close = [h.model for h in table[table["kind"] == "hand"].itertuples()
-             if find["val_acc"] - h.val_acc <= math.hypot(find["val_std"], h.val_std)]
-    picked = [r for r in rows if r["model"] in (choice["find"], *close)]
+    picked = [r for r in rows if r["model"] in (choice["find"], *choice["close"])]
     first = s.first_seed + s.seeds
     seeds = range(first, first + s.settle_seeds)
     results, trained = train_all(picked, longer, data, s.settle_seeds, Path(s.cache_dir), progress=progress,
@@ -192,7 +190,7 @@ def confirm(row: dict, table: pd.DataFrame, choice: dict, recipe: Recipe, data, 
     fresh = dict(scored(row, results, 0, seeds, recipe.max_steps), kind="confirm")
     again = decide(pd.concat([pd.DataFrame([dict(fresh, kind="search")]), table[table["kind"] == "hand"]]))
     selection = {k: choice[k] for k in ("rival", "lead_points", "spread_points", "wins")}
-    final = dict(choice, **{k: again[k] for k in ("rival", "lead_points", "spread_points", "wins", "ship")},
+    final = dict(choice, **{k: again[k] for k in ("rival", "lead_points", "spread_points", "wins", "close", "ship")},
                  selection=selection, confirm_seeds=list(seeds))
     return final, fresh, trained
 
@@ -217,15 +215,15 @@ def rerank(run: Path, space: Space, data_cfg: dict, s: RerankSettings, max_strid
     seeds = range(s.first_seed, s.first_seed + s.seeds)
     table = pd.DataFrame([scored(r, results, i, seeds, s.max_steps) for i, r in enumerate(rows)], columns=COLUMNS)
     table = table.sort_values("val_acc", ascending=False)
-    choice, deciding, deciding_recipe = decide(table), table, recipe
+    choice, deciding_recipe = decide(table), recipe
     settling = bool(s.settle_steps and s.settle_seeds and choice["wins"] is False and choice["lead_points"] > 0)
     if settling:
-        deciding, choice, n, deciding_recipe = settle(rows, table, choice, recipe, data, s, progress)
+        settled, choice, n, deciding_recipe = settle(rows, table, choice, recipe, data, s, progress)
         trained += n
-        table = pd.concat([table, deciding], ignore_index=True)
-    if choice["ship"] == "found" and choice["hand"] is not None and s.confirm and not settling:
+        table = pd.concat([table, settled], ignore_index=True)
+    elif choice["ship"] == "found" and choice["hand"] is not None and s.confirm:
         row = next(r for r in rows if r["model"] == choice["find"])
-        choice, fresh, n = confirm(row, deciding, choice, deciding_recipe, data, s, progress)
+        choice, fresh, n = confirm(row, table, choice, recipe, data, s, progress)
         trained += n
         table = pd.concat([table, pd.DataFrame([fresh], columns=COLUMNS)], ignore_index=True)
     table.to_csv(run / "rerank.csv", index=False)

@@ -55,6 +55,28 @@ def measured_fill(family: str, width: float, budget_ms: float, measure, resoluti
     return None, seen
 
 
+def measured_fills(found, budget_ms: float, measured: dict, measure, resolution: int,
+                   num_classes: int) -> dict[str, float]:
+    """On a device measured here: each filled network of `found` ([(family, width, arch, transform)], predicted to
+    fill the budget) that `measured` (arch string -> ms) puts over it, stepped down by measurement (measured_fill);
+    the new {arch string: ms}."""
+    out = {}
+    for family, w, arch, transform in found:
+        if measured.get(arch.to_string(), 0.0) > budget_ms:
+            out.update(measured_fill(family, w - 0.01, budget_ms, measure, resolution, num_classes,
+                                     transform=transform)[1])
+    return out
+
+
+def slimming_starts(space: Space, family: str, width: float, designs, transform=None) -> list[tuple[str, ArchConfig]]:
+    """[(label, arch)] of the family's published variants (`designs`: hand_designs) at least as wide as `width`,
+    through `transform`, that are points of the space, narrowest first: what a network of that family at `width`
+    is scored as a slimming of (Estimator.score_slimming)."""
+    wider = sorted((v, label, a if transform is None else transform(a)) for f, v, label, a in designs
+                   if f == family and v >= width)
+    return [(label, a) for _, label, a in wider if space.params_for(a) is not None]
+
+
 def filled_archs(space: Space, latency_fn, budget_ms: float, families=WIDTH_FAMILIES,
                  transform=None) -> dict[str, tuple]:
     """{family: (width, arch)} of each family's filled width (filled_width) at the space's deployment shape, where
@@ -103,9 +125,7 @@ def hand_rivals(space: Space, latency_fn, budget_ms: float, trials, measured: di
         r = row(f"{FAMILIES[family][1]} {w:g} (width filling the budget)", family, w, arch, True)
         if deciding(r) > budget_ms:
             continue
-        wider = sorted((v, label, a) for f, v, label, a in designs
-                       if f == family and v >= w and space.params_for(a) is not None)
-        for _, label, start in wider if score_fn is not None else ():
+        for label, start in slimming_starts(space, family, w, designs) if score_fn is not None else ():
             if (acc := score_fn(arch, start)) is not None:
                 r.update(accuracy=acc, scored_as=f"a slimming of {label}")
                 break

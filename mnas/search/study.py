@@ -27,11 +27,11 @@ from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
 from mnas.nn.stats import count
 from mnas.search import report
-from mnas.search.derive import derived_trials, fill_rows, fills, fills_text, measure_fills
+from mnas.search.derive import derived_trials, fill_rows, fills, fills_text
 from mnas.search.ship import (
     filled_archs,
     hand_rivals,
-    measured_fill,
+    measured_fills,
     measured_text,
     recommend,
     recommendation_text,
@@ -241,21 +241,18 @@ def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms:
     archs = [t.user_attrs["arch"] for t in estimated_in_budget(study, budget_ms)]
     archs += [a.to_string() for _, _, _, a in hand_designs(space.resolution, space.num_classes)
               if latency_fn(a) <= MEASURE_SLACK * budget_ms]
-    filled = filled_archs(space, latency_fn, budget_ms)
-    archs += [a.to_string() for _, a in filled.values()]
+    found = [(family, w, arch, None) for family, (w, arch) in filled_archs(space, latency_fn, budget_ms).items()]
     if derived:
-        archs += [f[3].to_string() for f in fills(space, latency_fn, budget_ms)]
+        found += [(family, w, arch, transform) for family, _, w, arch, transform in fills(space, latency_fn, budget_ms)]
+    archs += [arch.to_string() for _, _, arch, _ in found]
     archs = list(dict.fromkeys(archs))
     if not archs:
         return {}
     ms = latency_fn.measure([ArchConfig.from_string(a) for a in archs], repeats, progress)
     out = {a: float(m) for a, m in zip(archs, ms)}
     one = lambda a: latency_fn.measure(a, repeats)  # noqa: E731
-    for family, (w, arch) in filled.items():
-        if out[arch.to_string()] > budget_ms:  # predicted to fit, measured over: step the width down by measurement
-            out.update(measured_fill(family, w - 0.01, budget_ms, one, space.resolution, space.num_classes)[1])
-    if derived:
-        out.update(measure_fills(space, latency_fn, budget_ms, out, one))
+    # predicted to fill the budget, measured over it: each width stepped down by measurement
+    out.update(measured_fills(found, budget_ms, out, one, space.resolution, space.num_classes))
     return out
 
 
