@@ -172,7 +172,7 @@ def recommend(best: dict, rivals: list[dict], device: str, out_dir: Path, margin
         for r in rivals:
             variants.setdefault(r["family"], []).append(r["variant"])
         listed = ", ".join(f"{f}: [{', '.join(f'{v:g}' for v in vs)}]" for f, vs in variants.items())
-        out["check"] = (f"python -m mnas.compare device={device} run={out_dir} recipe=medium max_steps=600 pruned=none "
+        out["check"] = (f"python -m mnas.compare device={device} run={out_dir} recipe=medium max_steps=600 "
                         f"'families=[{','.join(variants)}]' 'variants={{{listed}}}'")
     return out
 
