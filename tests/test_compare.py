@@ -48,9 +48,10 @@ def test_outputs_and_cache(tmp_path, monkeypatch):
     kw = dict(device="pixel", recipe=RECIPE, variants=VARIANTS, seeds=2, budget_ms=8.0, run=run, pruned=pruned,
               resolution=64, cache_dir=tmp_path / "cache", progress=False,
               measure_fn=lambda archs: [1.0 + i for i in range(len(archs))])
-    first = run_compare(out_dir=tmp_path / "out1", **kw)
+    first = run_compare(out_dir=tmp_path / "out1", speed_fn=lambda: 1.02, **kw)
     assert first["trained"] == len(trainings) == 5 * 2 and len(list((tmp_path / "cache").glob("*.json"))) == 10
-    second = run_compare(out_dir=tmp_path / "out2", **kw)
+    slowing = iter([0.8, 1.0])  # the machine 25% slower than its table when the measuring starts
+    second = run_compare(out_dir=tmp_path / "out2", speed_fn=lambda: next(slowing), **kw)
     assert second["trained"] == 0 and len(trainings) == 10  # everything came from the cache
     for out in (tmp_path / "out1", tmp_path / "out2"):
         assert {p.name for p in out.iterdir()} == {"comparison.csv", "pareto.png", "report.md"}
@@ -66,8 +67,11 @@ def test_outputs_and_cache(tmp_path, monkeypatch):
     assert {c["result"] for c in second["checks"]} <= {"PASS", "FAIL", "n.a."}
     text = (tmp_path / "out2" / "report.md").read_text()
     for needle in ("proxy task `digits`", "64x64x3, 1000 classes", "`pixel`", "over 2 seeds", "Win rule",
-                   "fewer than 3 seeds", "## Acceptance checks", "(b) >= 1.5x faster than V2", "0 trainings run now"):
+                   "fewer than 3 seeds", "## Acceptance checks", "(b) >= 1.5x faster than V2", "0 trainings run now",
+                   "before and after: 0.80x and 1.00x", "**Measured figures not steady**: this machine ran 25% slower"):
         assert needle in text, needle
+    text = (tmp_path / "out1" / "report.md").read_text()
+    assert "before and after: 1.02x and 1.02x" in text and "not steady" not in text  # within 10%: no warning
 
 
 def test_recipe_change_misses_the_cache(tmp_path):

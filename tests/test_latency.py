@@ -233,6 +233,35 @@ def test_on_demand_ops_are_scaled_into_the_tables_units(tmp_path, monkeypatch):
     assert all(table[k.astuple()] == pytest.approx(1 + k.cout / 8) for k in new)  # not 0.5 * that
 
 
+def test_machine_speed_times_the_tables_anchor_ops_again(tmp_path, monkeypatch):
+    """machine_speed: the table's anchor ops timed now at half their table values -> 2.0 (twice as fast); the
+    one-line warning only beyond 10%; no table or a predicted device -> None."""
+    pred = importlib.import_module("mnas.latency.predict")  # the package exports a function of that name
+    factor, timed = [1.0], []
+
+    def fake_profile(keys, *a, on_chunk=None, **k):
+        keys = list(keys)
+        timed.append(keys)
+        rows = pd.DataFrame([x.astuple() for x in keys], columns=KEY_COLUMNS)
+        rows["ms"], rows["spread"], rows["n"] = [factor[0] * (1 + x.cout / 8) for x in keys], 0.0, 3
+        if on_chunk:
+            on_chunk(rows)
+        return rows
+
+    monkeypatch.setattr(pred, "profile_ops", fake_profile)
+    p = tmp_path / "t.parquet"
+    assert pred.machine_speed("cpu", p) is None  # no table yet
+    measure_missing("cpu", arch_ops(tiny(16, 2, 64)), p)
+    factor[0], timed[:] = 0.5, []
+    assert pred.machine_speed("cpu", p) == pytest.approx(2.0)
+    assert timed == [pick_anchors(ms_by_key(load_table("cpu", p)))]  # only the anchors, in one run
+    assert pred.speed_note([1.05, 0.95]) is None and pred.speed_note([]) is None
+    assert "25% slower than when its latency table was measured" in pred.speed_note([1.0, 0.8])
+    assert "50% faster" in pred.speed_note([2.0])  # its times half the table's, as a build's drift line says
+    from mnas.latency import Device
+    assert Device("pixel").speed() is None
+
+
 def test_uncalibrated_table_says_how_to_finish(tmp_path):
     p = tmp_path / "t.parquet"
     measure_missing("cpu", arch_ops(tiny()), p, **FAST)

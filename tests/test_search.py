@@ -101,6 +101,10 @@ class _Here:
     def how_measured(self, repeats=100):
         return f"test clock, fastest of {repeats}"
 
+    def speed(self):  # the machine 30% slower than its table before measuring, level after
+        self.speeds = getattr(self, "speeds", 0) + 1
+        return 0.7 if self.speeds == 1 else 1.0
+
 
 def test_on_a_live_device_a_trial_measured_over_the_budget_is_not_chosen(tmp_path, space, estimator, capsys):
     """The budget is checked against measured latency too: the best estimate, measured over the budget, is left
@@ -128,6 +132,7 @@ def test_on_a_live_device_a_trial_measured_over_the_budget_is_not_chosen(tmp_pat
     out = capsys.readouterr().out
     assert f"trial {best['measured']['over_budget'][0]['trial']} (" in out and "ran over it and are left out" in out
     assert "meas ms" in out and "test clock, fastest of 30" in out
+    assert best["measured"]["speed"] == [0.7, 1.0] and "warning: this machine ran 43% slower than when its" in out
     assert all(r["measured_ms"] is not None and r["measured_ms"] <= budget for r in best["hand_designs"])
     none = _Here(slow_archs=[first["arch"]])
     again = write_results(study, space, SearchSettings(budget_ms=budget, sampler="random", n_trials=8, tie_z=0,

@@ -103,7 +103,7 @@ def main(cfg) -> dict:
                 f"{FAMILIES[f][1]} {w:g}" for f, w in added.items()) + " (filled=false: the listed variants only)")
     result = run_compare(device, recipe, variants, c["seeds"], budget, c["run"],
                          c["pruned"], c["resolution"], c["out_dir"], c["cache_dir"], c["threads"], measure_fn, measure,
-                         recipe_name, jobs=c["jobs"])
+                         recipe_name, jobs=c["jobs"], speed_fn=dev.speed)
     (result["out_dir"] / "config.yaml").write_text(yaml.safe_dump(dict(c, data=d), sort_keys=False))
     return result
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import ttest_ind_from_stats
 
+from mnas.latency.predict import speed_note
 from mnas.nn.models import FAMILIES  # family -> (baseline name, label); v2_res: MobileNetV2 1.0 at other resolutions
 
 HAND = tuple(FAMILIES)  # every hand-designed family: V1, V2 (widths and resolutions), V3-Large, V3-Small
@@ -162,6 +163,10 @@ def markdown(df: pd.DataFrame) -> str:
 def report(t: pd.DataFrame, checks: list[dict], info: dict) -> str:
     r, seeds, res, measured = info["recipe"], info["seeds"], info["resolution"], t.measured_ms.notna().all()
     budget = "none" if info["budget_ms"] is None else f"{info['budget_ms']:g} ms"
+    factors = [f for f in info.get("speed") or () if f is not None]  # Device.speed before and after measuring
+    speed = (f"; this machine's speed against its latency table's (anchor ops), before and after: "
+             f"{' and '.join(f'{f:.2f}x' for f in factors)}") if factors else ""
+    note = speed_note(factors)
     show = pd.DataFrame({"model": t.model, "MMACs": (t.macs / 1e6).round(1), "Mparams": (t.params / 1e6).round(2),
                          "predicted ms": t.latency_ms.round(2), "measured ms": t.measured_ms.astype(float).round(2),
                          "proxy px": t.proxy_resolution, "test acc %": [_acc(x)[:-1] for _, x in t.iterrows()],
@@ -175,7 +180,7 @@ def report(t: pd.DataFrame, checks: list[dict], info: dict) -> str:
         + (" — fewer than 3 seeds: the spreads are unreliable" if seeds < 3 else "") + ".",
         f"- **Latency** at the deployment shape {res}x{res}x3, 1000 classes (resolution variants at their own "
         f"resolution), device `{info['device']}`: predicted (predict(arch, device))"
-        + (f"; measured here ({info['measure'] or 'measure_fn'})" if measured else "") + ".",
+        + (f"; measured here ({info['measure'] or 'measure_fn'}){speed}" if measured else "") + ".",
         f"- **Budget** {budget}; **found**: {info['found'] or 'none (no run=)'}; **pruned**: {info['pruned'] or 'none'}"
         " (its arch retrained from scratch with the same recipe, like every model here).",
         f"- **Date** {info['date']}; **machine** {info['machine']}.",
@@ -190,6 +195,8 @@ def report(t: pd.DataFrame, checks: list[dict], info: dict) -> str:
         f"(b) at equal accuracy, >= {SPEEDUP:g}x faster than the MobileNetV2 width curve (its upper envelope, "
         "linearly interpolated to the model's accuracy).", "",
         markdown(pd.DataFrame(checks)) if checks else "n.a.: no found or pruned model (pass run=<search run dir>).",
+        *(["", f"**Measured figures not steady**: {note} (the trainings are cached: rerunning the command only "
+           "measures again)."] if measured and note else []),
         "", "## Models", "", markdown(show if measured else show.drop(columns="measured ms")), "",
         "Found and pruned archs:", ""]
     lines += [f"- {x.model}: `{x.arch}`" for _, x in t[t.family.isin(["found", "pruned"])].iterrows()] or ["- none"]

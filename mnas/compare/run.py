@@ -8,7 +8,8 @@ proxy x r / 224, rounded to the nearest multiple of 4 (32px proxy: 224->32, 192-
 finished training is saved at once under cache_dir (runs/compare/cache/<hash of arch, proxy resolution, recipe,
 seed>.json), so a rerun, or a run cut short, trains only what is missing. Accuracy is on the proxy task's test
 split; latency is predicted for the deployment shape (predict(arch, device)) and, on a device measured on this
-machine (cpu), also measured (measure_archs: each network alone and warm, as a user's benchmark times it).
+machine (cpu), also measured (measure_archs: each network alone and warm, as a user's benchmark times it), with
+the machine's speed against its latency table timed before and after (Device.speed) and flagged when it moved.
 
 Writes runs/compare/<device>/<time>/: config.yaml, comparison.csv (COLUMNS), pareto.png, report.md with the
 acceptance checks. A "win" is a mean difference larger than the combined spread sqrt(std_a^2 + std_b^2).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,6 +35,7 @@ from mnas.cli import new_run_dir
 from mnas.compare.report import COLUMNS, FAMILIES, acceptance, machine, plot, report
 from mnas.errors import UserError
 from mnas.latency import predict
+from mnas.latency.predict import speed_note
 from mnas.latency.table import load_device
 from mnas.nn.arch import ArchConfig
 from mnas.nn.models import variant
@@ -227,9 +230,11 @@ def table(rows: list[dict], results: dict, seeds: int, device: str, measure_fn=N
 def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, budget_ms: float | None = None,
                 run=None, pruned="auto", resolution: int = 224, out_dir=None, cache_dir="runs/compare/cache",
                 threads=None, measure_fn=None, measure: str = "", recipe_name: str = "custom",
-                progress: bool = True, jobs: int = 1) -> dict:
+                progress: bool = True, jobs: int = 1, speed_fn=None) -> dict:
     """The comparison described in the module docstring. `variants`: {family: widths (v2_res: resolutions)};
-    `measure_fn(archs) -> ms list` adds measured latency. Returns {table, checks, out_dir, trained}."""
+    `measure_fn(archs) -> ms list` adds measured latency; `speed_fn() -> factor | None` (Device.speed) times the
+    machine against its latency table just before and after that measurement. Returns {table, checks, out_dir,
+    trained}."""
     start = time.perf_counter()
     if not isinstance(seeds, int) or seeds < 2:
         raise UserError(f"seeds={seeds!r} is invalid: use an integer >= 2 (3 or more for the report's spreads)")
@@ -249,14 +254,19 @@ def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, bud
         raise UserError("nothing to compare: no variants (families/variants) and no run=")
     data = recipe.load_data()
     results, trained = train_all(rows, recipe, data, seeds, Path(cache_dir), threads, progress, jobs)
+    speed = [speed_fn()] if speed_fn and measure_fn else []
     t = table(rows, results, seeds, device, measure_fn)
+    speed += [speed_fn()] if speed_fn and measure_fn else []
+    if note := speed_note(speed):
+        print(f"compare: {note}", file=sys.stderr)
     checks = acceptance(t, budget_ms)
     out_dir = Path(out_dir) if out_dir else new_run_dir("compare", device)
     out_dir.mkdir(parents=True, exist_ok=True)
     t.to_csv(out_dir / "comparison.csv", index=False)
     info = dict(device=device, recipe=recipe, recipe_name=recipe_name, seeds=seeds, budget_ms=budget_ms,
                 resolution=resolution, found=str(run) if run else None, pruned=str(pruned) if pruned else None,
-                date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), measure=measure, trained=trained,
+                date=time.strftime("%Y-%m-%d %H:%M"), machine=machine(), measure=measure, speed=speed,
+                trained=trained,
                 cached=len(results) - trained, wall_s=time.perf_counter() - start,
                 images=f"{len(data.train)} train / {len(data.val)} val / {len(data.test)} test images")
     title = (f"{recipe.data} proxy test accuracy vs {device} latency ({resolution}x{resolution}x3); recipe "

@@ -4,7 +4,7 @@ measures whole networks the one way mnas measures them (mnas.latency.profile.mea
 from __future__ import annotations
 
 from mnas.errors import UserError
-from mnas.latency.predict import predict
+from mnas.latency.predict import machine_speed, predict
 from mnas.latency.profile import measure_archs
 from mnas.latency.table import load_device
 from mnas.nn.arch import ArchConfig
@@ -40,6 +40,11 @@ class Device:
         c = self.config
         return measure_archs(list(archs), c["runtime"], c["threads"], repeats, stat=c["stat"],
                              progress=progress, passes=c["passes"])["ms"].tolist()
+
+    def speed(self) -> float | None:
+        """This machine's speed now against its latency table's (machine_speed: > 1 faster, < 1 slower); None for
+        a device that is not this machine or has no table yet."""
+        return machine_speed(self.name) if self.live else None
 
     def measure_fn(self, repeats: int = 100, progress: bool = False):
         """`archs -> [ms]` for the benchmarks that add measured figures, or None when the device is not live."""

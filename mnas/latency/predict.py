@@ -164,6 +164,34 @@ def pick_anchors(have: dict, n: int = 4) -> list[OpKey]:
     return [OpKey(*items[i][0]) for i in idx]
 
 
+def machine_speed(device: str, path=None, n: int = 4, **profile_kw) -> float | None:
+    """How fast this machine runs now against when the device's table was measured: the factor table / now
+    (units_factor) over n of the table's anchor ops (pick_anchors) timed again now; 1.2 = 20% faster now, 0.8 =
+    25% slower. None when the device has no table yet. Takes a second or two."""
+    cfg = _live(device)
+    path = Path(path) if path else table_path(cfg)
+    if not path.exists():
+        return None
+    have = ms_by_key(load_table(device, path))
+    anchors = pick_anchors(have, n)
+    if not anchors:
+        return None
+    rows = profile_ops(anchors, cfg["runtime"], cfg["threads"], stat=cfg["stat"], progress=False, **profile_kw)
+    return units_factor([have[k.astuple()] for k in anchors], rows["ms"].to_numpy())
+
+
+def speed_note(factors) -> str | None:
+    """One line when a machine_speed factor among `factors` is more than DRIFT_WARN off 1: the figures measured
+    meanwhile are off by about as much, which a budget check by measurement must not take at face value."""
+    off = [f for f in factors if f is not None and abs(f - 1) > DRIFT_WARN]
+    if not off:
+        return None
+    worst = min(off, key=lambda f: min(f, 1 / f))
+    return (f"this machine ran {abs(1 / worst - 1):.0%} {'slower' if worst < 1 else 'faster'} than when its latency "
+            "table was measured (anchor ops timed again beside the networks): measured figures are off by about as "
+            "much; measure again on a quiet machine before trusting a measured budget check")
+
+
 def drift_note(first: int, count: int, factor: float) -> dict:
     """A chunk's speed factor (table units / now) as the table's metadata keeps it (meta["drift"]); one printed
     line when the machine ran more than DRIFT_WARN off the speed the table was measured at."""

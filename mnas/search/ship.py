@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mnas.latency.predict import speed_note
 from mnas.nn.arch import ArchConfig
 from mnas.nn.models import FAMILIES, HAND_DESIGNS, hand_designs, variant
 from mnas.nn.space import Space
@@ -187,6 +188,8 @@ def measured_text(best: dict, budget_ms: float) -> str:
         + (", ..." if len(over) > 5 else "")) if over else f"every in-budget trial measured within {budget_ms:g} ms"
     if best.get("measured_ms") is not None:
         line += f"; the choice measured {best['measured_ms']:.2f} ms ({best['latency_ms']:.2f} predicted)"
+    if note := speed_note(m.get("speed") or ()):
+        line += f"\nwarning: {note} (python -m mnas.search resume=<this run> measures again)"
     return line
 
 

@@ -338,7 +338,10 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
 def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta,
                   latency_fn, score_fn=None) -> dict:
     trials = report.trials_frame(study)
+    live = bool(s.measure_repeats) and getattr(latency_fn, "live", False)
+    speed = [latency_fn.speed()] if live else []  # the machine against its table, before and after measuring
     measured = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats, derived=s.derived)
+    speed += [latency_fn.speed()] if live else []
     trials["measured_ms"] = trials["arch"].map(measured)
     trials.to_csv(out_dir / "trials.csv", index=False)
     best, leader, tie = final_choice(study, s.budget_ms, s.tie_z, measured)
@@ -348,6 +351,7 @@ def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float
         over = trials[trials["measured_ms"] > s.budget_ms].drop_duplicates("arch")
         over = over[over["baseline"].isna()]
         result["measured"] = {"how": latency_fn.how_measured(s.measure_repeats), "networks": len(measured),
+                              "speed": [round(f, 3) for f in speed if f is not None],
                               "over_budget": [{"trial": int(r.number), "latency_ms": float(r.latency_ms),
                                                "measured_ms": float(r.measured_ms)} for r in over.itertuples()]}
     if best is not None:
