@@ -2,6 +2,7 @@
 import importlib
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -206,55 +207,51 @@ def test_calibrated_predict_measures_on_demand_and_is_monotone(tmp_path, count_r
     assert len(count_runners) == fresh + anchors
 
 
-def test_on_demand_ops_are_scaled_into_the_tables_units(tmp_path, monkeypatch):
-    """Ops measured later, under other conditions (here: everything timed at half its build-time value), are
-    scaled by the anchors' ratio into the table's units; without anchors they would come out at half."""
+@pytest.fixture
+def op_clock(monkeypatch):
+    """profile_ops replaced by a clock: an op takes `factor` x (1 + cout / 8) ms (set clock.factor to change the
+    machine's speed); clock.runs lists the keys of each profile_ops call."""
     pred = importlib.import_module("mnas.latency.predict")  # the package exports a function of that name
-    factor, calls = [1.0], []
+    clock = SimpleNamespace(factor=1.0, runs=[])
 
     def fake_profile(keys, *a, on_chunk=None, **k):
         keys = list(keys)
-        calls.append(len(keys))
+        clock.runs.append(keys)
         rows = pd.DataFrame([x.astuple() for x in keys], columns=KEY_COLUMNS)
-        rows["ms"], rows["spread"], rows["n"] = [factor[0] * (1 + x.cout / 8) for x in keys], 0.0, 3
+        rows["ms"], rows["spread"], rows["n"] = [clock.factor * (1 + x.cout / 8) for x in keys], 0.0, 3
         if on_chunk:
             on_chunk(rows)
         return rows
 
     monkeypatch.setattr(pred, "profile_ops", fake_profile)
+    return clock
+
+
+def test_on_demand_ops_are_scaled_into_the_tables_units(tmp_path, op_clock):
+    """Ops measured later, under other conditions (here: everything timed at half its build-time value), are
+    scaled by the anchors' ratio into the table's units; without anchors they would come out at half."""
+    pred = importlib.import_module("mnas.latency.predict")  # the package exports a function of that name
     p = tmp_path / "t.parquet"
     small, big = tiny(8, 1, 64), tiny(16, 2, 64)
     measure_missing("cpu", arch_ops(small), p)
-    factor[0], calls[:] = 0.5, []
+    op_clock.factor, op_clock.runs = 0.5, []
     pred.op_latencies(big, "cpu", p)
     new = set(arch_ops(big)) - set(arch_ops(small))
-    assert calls == [len(new) + len(set(arch_ops(big)) - new)]  # one interleaved run, anchors included
+    assert [len(r) for r in op_clock.runs] == [len(new) + len(set(arch_ops(big)) - new)]  # one run, anchors included
     table = ms_by_key(load_table("cpu", p))
     assert all(table[k.astuple()] == pytest.approx(1 + k.cout / 8) for k in new)  # not 0.5 * that
 
 
-def test_machine_speed_times_the_tables_anchor_ops_again(tmp_path, monkeypatch):
+def test_machine_speed_times_the_tables_anchor_ops_again(tmp_path, op_clock):
     """machine_speed: the table's anchor ops timed now at half their table values -> 2.0 (twice as fast); the
     one-line warning only beyond 10%; no table or a predicted device -> None."""
     pred = importlib.import_module("mnas.latency.predict")  # the package exports a function of that name
-    factor, timed = [1.0], []
-
-    def fake_profile(keys, *a, on_chunk=None, **k):
-        keys = list(keys)
-        timed.append(keys)
-        rows = pd.DataFrame([x.astuple() for x in keys], columns=KEY_COLUMNS)
-        rows["ms"], rows["spread"], rows["n"] = [factor[0] * (1 + x.cout / 8) for x in keys], 0.0, 3
-        if on_chunk:
-            on_chunk(rows)
-        return rows
-
-    monkeypatch.setattr(pred, "profile_ops", fake_profile)
     p = tmp_path / "t.parquet"
     assert pred.machine_speed("cpu", p) is None  # no table yet
     measure_missing("cpu", arch_ops(tiny(16, 2, 64)), p)
-    factor[0], timed[:] = 0.5, []
+    op_clock.factor, op_clock.runs = 0.5, []
     assert pred.machine_speed("cpu", p) == pytest.approx(2.0)
-    assert timed == [pick_anchors(ms_by_key(load_table("cpu", p)))]  # only the anchors, in one run
+    assert op_clock.runs == [pick_anchors(ms_by_key(load_table("cpu", p)))]  # only the anchors, in one run
     assert pred.speed_note([1.05, 0.95]) is None and pred.speed_note([]) is None
     assert "25% slower than when its latency table was measured" in pred.speed_note([1.0, 0.8])
     assert "50% faster" in pred.speed_note([2.0])  # its times half the table's, as a build's drift line says

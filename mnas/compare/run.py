@@ -35,7 +35,7 @@ from mnas.cli import new_run_dir
 from mnas.compare.report import COLUMNS, FAMILIES, acceptance, machine, plot, report
 from mnas.errors import UserError
 from mnas.latency import predict
-from mnas.latency.predict import speed_note
+from mnas.latency.predict import speed_around, speed_note
 from mnas.latency.table import load_device
 from mnas.nn.arch import ArchConfig
 from mnas.nn.models import variant
@@ -254,9 +254,7 @@ def run_compare(device: str, recipe: Recipe, variants: dict, seeds: int = 3, bud
         raise UserError("nothing to compare: no variants (families/variants) and no run=")
     data = recipe.load_data()
     results, trained = train_all(rows, recipe, data, seeds, Path(cache_dir), threads, progress, jobs)
-    speed = [speed_fn()] if speed_fn and measure_fn else []
-    t = table(rows, results, seeds, device, measure_fn)
-    speed += [speed_fn()] if speed_fn and measure_fn else []
+    t, speed = speed_around(speed_fn if measure_fn else None, lambda: table(rows, results, seeds, device, measure_fn))
     if note := speed_note(speed):
         print(f"compare: {note}", file=sys.stderr)
     checks = acceptance(t, budget_ms)

@@ -180,6 +180,15 @@ def machine_speed(device: str, path=None, n: int = 4, **profile_kw) -> float | N
     return units_factor([have[k.astuple()] for k in anchors], rows["ms"].to_numpy())
 
 
+def speed_around(speed_fn, work):
+    """(work(), [speed before, speed after]) with `speed_fn() -> factor | None` (Device.speed) called just before
+    and after `work`, a measurement of networks; (work(), []) without a speed_fn."""
+    if speed_fn is None:
+        return work(), []
+    before = speed_fn()
+    return work(), [before, speed_fn()]
+
+
 def speed_note(factors) -> str | None:
     """One line when a machine_speed factor among `factors` is more than DRIFT_WARN off 1: the figures measured
     meanwhile are off by about as much, which a budget check by measurement must not take at face value."""

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mnas.errors import UserError
+from mnas.latency.predict import speed_around
 from mnas.nn.arch import ArchConfig
 from mnas.nn.models import hand_designs
 from mnas.nn.space import Space
@@ -229,15 +230,17 @@ MEASURE_SLACK = 1.25  # hand designs predicted up to this factor over the budget
 
 
 def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms: float, repeats: int,
-                       progress: bool = False, derived: bool = False) -> dict[str, float]:
+                       progress: bool = False, derived: bool = False) -> tuple[dict[str, float], list]:
     """On a live device (`latency_fn.live`: this machine, e.g. device=cpu) with repeats > 0: the measured latency (ms)
     of every estimated trial predicted within the budget and of every hand design predicted within MEASURE_SLACK
     x the budget and of each width family at the multiplier that fills the budget (with `derived`, the simplified
     families' too: mnas.search.derive.fills), by arch string, all measured in one call (`latency_fn.measure`: each
     network alone and warm, as a user's benchmark times it). The budget is the user's contract with their own
-    benchmark, so a trial the table under-predicts cannot be shipped over it. {} on a predicted device."""
+    benchmark, so a trial the table under-predicts cannot be shipped over it. Returns ({arch string: ms}, the
+    machine's speed against its table just before and after measuring: latency_fn.speed); ({}, []) on a predicted
+    device."""
     if not repeats or not getattr(latency_fn, "live", False):
-        return {}
+        return {}, []
     archs = [t.user_attrs["arch"] for t in estimated_in_budget(study, budget_ms)]
     archs += [a.to_string() for _, _, _, a in hand_designs(space.resolution, space.num_classes)
               if latency_fn(a) <= MEASURE_SLACK * budget_ms]
@@ -247,13 +250,16 @@ def measure_candidates(study: optuna.Study, space: Space, latency_fn, budget_ms:
     archs += [arch.to_string() for _, _, arch, _ in found]
     archs = list(dict.fromkeys(archs))
     if not archs:
-        return {}
-    ms = latency_fn.measure([ArchConfig.from_string(a) for a in archs], repeats, progress)
-    out = {a: float(m) for a, m in zip(archs, ms)}
-    one = lambda a: latency_fn.measure(a, repeats)  # noqa: E731
-    # predicted to fill the budget, measured over it: each width stepped down by measurement
-    out.update(measured_fills(found, budget_ms, out, one, space.resolution, space.num_classes))
-    return out
+        return {}, []
+
+    def measure() -> dict[str, float]:
+        ms = latency_fn.measure([ArchConfig.from_string(a) for a in archs], repeats, progress)
+        out = {a: float(m) for a, m in zip(archs, ms)}
+        one = lambda a: latency_fn.measure(a, repeats)  # noqa: E731
+        # predicted to fill the budget, measured over it: each width stepped down by measurement
+        out.update(measured_fills(found, budget_ms, out, one, space.resolution, space.num_classes))
+        return out
+    return speed_around(latency_fn.speed, measure)
 
 
 def best_trial(trials: list):
@@ -338,10 +344,7 @@ def run_search(space: Space, latency_fn, estimate_fn, settings: SearchSettings, 
 def write_results(study, space, s: SearchSettings, out_dir: Path, fastest: float, baselines, meta,
                   latency_fn, score_fn=None) -> dict:
     trials = report.trials_frame(study)
-    live = bool(s.measure_repeats) and getattr(latency_fn, "live", False)
-    speed = [latency_fn.speed()] if live else []  # the machine against its table, before and after measuring
-    measured = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats, derived=s.derived)
-    speed += [latency_fn.speed()] if live else []
+    measured, speed = measure_candidates(study, space, latency_fn, s.budget_ms, s.measure_repeats, derived=s.derived)
     trials["measured_ms"] = trials["arch"].map(measured)
     trials.to_csv(out_dir / "trials.csv", index=False)
     best, leader, tie = final_choice(study, s.budget_ms, s.tie_z, measured)
